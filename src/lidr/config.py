@@ -1,0 +1,250 @@
+"""The run configuration: one pydantic model per section of the YAML file.
+
+Every bad value becomes a `ConfigError` whose message names the key, the value and
+what was expected, on one line. Unknown keys are refused (a typo must not silently
+fall back to a default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lidr.languages import get_language
+
+BUNDLED_MODEL = "bundled:smollm2-135m-instruct"
+
+# The paper's arithmetic wrapper (Yang et al. 2025, §4.1): the model is asked to answer in
+# the prompt's own language.
+PAPER_MATH_TEMPLATE = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request in {language}. Please answer in {language}.\n\n"
+    "### Instruction:\n{prompt}\n\n### Response:"
+)
+
+
+class ConfigError(ValueError):
+    """A config problem, with a one-line message naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PromptSource(_Section):
+    """Where one iteration's aligned prompts come from.
+
+    Exactly one of `path` (a template with `{lang}`), `paths` (one file per language)
+    or `hub` (a dataset id; `hub_config` and `split` may contain `{lang}`) is given.
+    """
+
+    path: str | None = None
+    paths: dict[str, str] | None = None
+    hub: str | None = None
+    hub_config: str | None = None
+    split: str = "train"
+    text_key: str = "instruction"
+    text_keys: dict[str, str] = Field(default_factory=dict)
+    id_key: str | None = "id"
+    limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PromptSource:
+        given = [k for k in ("path", "paths", "hub") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of path, paths, hub (got {given or 'none'})")
+        if self.path and "{lang}" not in self.path:
+            raise ValueError(f"path {self.path!r} must contain {{lang}}; use paths: for one file per language")
+        return self
+
+    def text_key_for(self, lang: str) -> str:
+        return self.text_keys.get(lang, self.text_key)
+
+
+class GenerationConfig(_Section):
+    engine: Literal["hf"] = "hf"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    max_new_tokens: int = Field(default=256, ge=1, le=32768)
+    temperature: float = Field(default=0.0, ge=0.0, le=5.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(default=1.1, gt=0.0, le=5.0)
+    batch_size: int = Field(default=16, ge=1, le=4096)
+    shard_size: int = Field(default=64, ge=1)
+    task_template: str | None = None
+
+    @field_validator("task_template")
+    @classmethod
+    def _template_has_prompt(cls, v: str | None) -> str | None:
+        if v is not None and "{prompt}" not in v:
+            raise ValueError("task_template must contain {prompt} (and may contain {language})")
+        return v
+
+
+class TranslationConfig(_Section):
+    # Cap on new tokens per translation: min(max_new_tokens, length_factor * source + 16).
+    # Non-Latin scripts cost more tokens per word than English, hence a factor above 1.5.
+    max_new_tokens: int = Field(default=512, ge=1, le=32768)
+    length_factor: float = Field(default=2.0, gt=0.0, le=20.0)
+    temperature: float = Field(default=0.0, ge=0.0, le=5.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(default=1.1, gt=0.0, le=5.0)
+    batch_size: int = Field(default=16, ge=1, le=4096)
+    # A translation that ends at EOS without </translated> is kept (the model closed its turn);
+    # set false to count it as a failure instead.
+    accept_unclosed: bool = True
+
+
+class PairsConfig(_Section):
+    dominant_pairs: bool = True
+    # Prompts that are themselves translation requests: "copy" pairs the untranslated answers
+    # (the answer's language is set by the request, not by the prompt's language), "skip" drops them.
+    translation_tasks: Literal["copy", "skip"] = "copy"
+    translation_task_ids: str | None = None
+    detect_translation_tasks: bool = True
+
+
+class TrainingConfig(_Section):
+    beta: float = Field(default=0.1, gt=0.0, le=100.0)
+    alpha: float = Field(default=1.0, ge=0.0, le=100.0)
+    learning_rate: float = Field(default=5e-7, gt=0.0, le=1.0)
+    epochs: float = Field(default=1.0, gt=0.0, le=100.0)
+    batch_size: int = Field(default=4, ge=1, le=4096)
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
+    max_length: int = Field(default=1024, ge=16, le=131072)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0)
+    seed: int = 42
+    # "auto": bf16 autocast on a GPU that supports it, fp32 elsewhere (pure bf16 weights lose
+    # updates at small learning rates, so weights always stay fp32).
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precompute_ref_log_probs: bool = True
+    gradient_checkpointing: bool = False
+    logging_steps: int = Field(default=1, ge=1)
+
+
+class RunConfig(_Section):
+    name: str | None = None
+    model: str = BUNDLED_MODEL
+    dominant_language: str = "en"
+    languages: list[str] = Field(default_factory=lambda: ["es", "fr", "de"], min_length=1)
+    iterations: int = Field(default=2, ge=1, le=100)
+    seed: int = 0
+    limit: int | None = Field(default=None, ge=1)
+    prompts: list[PromptSource] = Field(min_length=1)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    translation: TranslationConfig = Field(default_factory=TranslationConfig)
+    pairs: PairsConfig = Field(default_factory=PairsConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @field_validator("dominant_language")
+    @classmethod
+    def _known_dominant(cls, v: str) -> str:
+        get_language(v)
+        return v
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, v: list[str]) -> list[str]:
+        for code in v:
+            get_language(code)
+        if len(set(v)) != len(v):
+            raise ValueError(f"languages repeat a code: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if self.dominant_language in self.languages:
+            raise ValueError(
+                f"languages lists the dominant language {self.dominant_language!r}; list only the others"
+            )
+        if len(self.prompts) not in (1, self.iterations):
+            raise ValueError(
+                f"prompts has {len(self.prompts)} blocks for {self.iterations} iterations; "
+                "give one block (used by every iteration) or one per iteration"
+            )
+        for i, src in enumerate(self.prompts):
+            if src.paths is not None:
+                missing = [c for c in self.all_languages if c not in src.paths]
+                if missing:
+                    raise ValueError(f"prompts[{i}].paths has no file for {missing}")
+        return self
+
+    @property
+    def all_languages(self) -> list[str]:
+        return [self.dominant_language, *self.languages]
+
+    def prompts_for(self, iteration: int) -> PromptSource:
+        return self.prompts[0] if len(self.prompts) == 1 else self.prompts[iteration - 1]
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif "input" in e and not isinstance(e["input"], (dict, list)):
+            msg = f"{msg} (got {e['input']!r})"
+        parts.append(f"{key}: {msg}")
+    return f"invalid config {source}: " + "; ".join(parts)
+
+
+def parse_config(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path) -> tuple[RunConfig, Path]:
+    """Read a YAML config; returns it with the directory that relative paths are resolved against."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of keys, got {type(data).__name__}")
+    return parse_config(data, str(path)), path.resolve().parent
+
+
+def demo_config(limit: int | None = None, iterations: int = 2) -> RunConfig:
+    """The embedded default run: bundled SmolLM2 and bundled prompts, sized for a 2-core CPU."""
+    blocks = [{"path": f"bundled:demo/iter_{i}/{{lang}}.jsonl", "limit": 12} for i in (1, 2)]
+    data = {
+        "name": "demo",
+        "model": BUNDLED_MODEL,
+        "languages": ["es", "fr", "de"],
+        "iterations": iterations,
+        "limit": limit,
+        # Iterations past the second reuse the bundled blocks in turn.
+        "prompts": [blocks[i % 2] for i in range(iterations)],
+        "generation": {"max_new_tokens": 96, "batch_size": 32, "shard_size": 32},
+        "translation": {"max_new_tokens": 192, "batch_size": 32},
+        "training": {"learning_rate": 5e-6, "batch_size": 4, "epochs": 1, "max_length": 384},
+    }
+    return parse_config(data, "demo")
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def diff_configs(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    keys = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        name = f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += diff_configs(a, b, name + ".")
+        elif a != b:
+            keys.append(name)
+    return keys

@@ -1,0 +1,175 @@
+"""Aligned multilingual prompt sets: the same prompt id in every language.
+
+Sources are local files (jsonl, json, csv, parquet), a hub dataset, or files bundled
+with lidr (`bundled:demo/iter_1/{lang}.jsonl`). Every problem is a `DataError` that
+names the file, line or row, and key.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+from lidr.config import PromptSource
+
+BUNDLED_PREFIX = "bundled:"
+
+
+class DataError(ValueError):
+    """Bad input data, with a message naming where."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    language: str
+    text: str
+
+
+def resolve_path(path: str, base_dir: Path | None) -> Path:
+    """`bundled:x` -> lidr's package data; relative paths -> against the config's folder."""
+    if path.startswith(BUNDLED_PREFIX):
+        return Path(str(resources.files("lidr") / "data" / path[len(BUNDLED_PREFIX):]))
+    p = Path(path).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    return p
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{lineno}: malformed JSON line ({err.msg})") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            yield f"{path}:{lineno}", rec
+
+
+def _read_json(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: malformed JSON at line {err.lineno} ({err.msg})") from None
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}: item {i} is not an object")
+        yield f"{path} item {i}", rec
+
+
+def _read_csv(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        for i, rec in enumerate(csv.DictReader(f)):
+            yield f"{path} row {i + 2}", rec  # row 1 is the header
+
+
+def _read_parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    for i, rec in enumerate(pq.read_table(path).to_pylist()):
+        yield f"{path} row {i}", rec
+
+
+_READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
+
+
+def read_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(location, record) pairs from a local file; the location is for error messages."""
+    if not path.is_file():
+        raise DataError(f"prompt file not found: {path}")
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"{path}: unsupported file type {path.suffix!r} (use {', '.join(_READERS)})")
+    return reader(path)
+
+
+def _read_hub(src: PromptSource, lang: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    import datasets
+
+    config = src.hub_config.format(lang=lang) if src.hub_config else None
+    split = src.split.format(lang=lang)
+    try:
+        ds = datasets.load_dataset(src.hub, config, split=split)
+    except Exception as err:  # hub errors come in many types; name the dataset
+        raise DataError(f"cannot load hub dataset {src.hub!r} (config {config}, split {split}): {err}") from None
+    for i, rec in enumerate(ds):
+        yield f"{src.hub}[{config}/{split}] row {i}", rec
+
+
+def _source_records(src: PromptSource, lang: str, base_dir: Path | None):
+    if src.hub:
+        return src.hub, _read_hub(src, lang)
+    raw = src.paths[lang] if src.paths else src.path.replace("{lang}", lang)
+    path = resolve_path(raw, base_dir)
+    return str(path), read_records(path)
+
+
+def load_language(src: PromptSource, lang: str, base_dir: Path | None) -> list[Prompt]:
+    """All prompts of one language, in file order, with ids checked for duplicates."""
+    name, records = _source_records(src, lang, base_dir)
+    key = src.text_key_for(lang)
+    prompts, seen = [], {}
+    for row, (where, rec) in enumerate(records):
+        if key not in rec:
+            raise DataError(f"{where}: no text key {key!r} (keys: {', '.join(map(str, rec))})")
+        text = rec[key]
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: {key!r} must be a non-empty string")
+        if src.id_key is None:
+            pid = str(row)
+        elif src.id_key not in rec:
+            raise DataError(f"{where}: no id key {src.id_key!r}")
+        else:
+            pid = str(rec[src.id_key])
+        if pid in seen:
+            raise DataError(f"{where}: duplicate id {pid!r} (first at {seen[pid]})")
+        seen[pid] = where
+        prompts.append(Prompt(pid, lang, text))
+    if not prompts:
+        raise DataError(f"{name}: no prompts for language {lang!r}")
+    return prompts
+
+
+def _check_alignment(by_lang: dict[str, list[Prompt]], dominant: str) -> None:
+    ref = {p.id for p in by_lang[dominant]}
+    for lang, prompts in by_lang.items():
+        ids = {p.id for p in prompts}
+        if ids == ref:
+            continue
+        missing = sorted(ref - ids)[:3]
+        extra = sorted(ids - ref)[:3]
+        raise DataError(
+            f"prompt ids do not align: {lang} has {len(ids)} ids, {dominant} has {len(ref)}; "
+            f"missing in {lang}: {missing or 'none'}; not in {dominant}: {extra or 'none'} "
+            "(set id_key: null to align by row order)"
+        )
+
+
+def load_aligned(
+    src: PromptSource, languages: list[str], base_dir: Path | None, limit: int | None = None
+) -> dict[str, list[Prompt]]:
+    """Prompts per language, aligned on ids, in the dominant language's order.
+
+    `languages[0]` is the dominant language. `limit` (or the source's own) keeps the
+    first N ids of the dominant language.
+    """
+    by_lang = {lang: load_language(src, lang, base_dir) for lang in languages}
+    dominant = languages[0]
+    _check_alignment(by_lang, dominant)
+    n = limit or src.limit
+    order = [p.id for p in by_lang[dominant]][:n]
+    out = {}
+    for lang, prompts in by_lang.items():
+        index = {p.id: p for p in prompts}
+        out[lang] = [index[i] for i in order]
+    return out

@@ -1,0 +1,58 @@
+"""The engine interface: chat requests in, completions out.
+
+Stages build `ChatRequest`s and read `Completion`s; they never know which engine ran
+them. An engine formats each request through the model's chat template (see
+`lidr.chat`), so a prefilled assistant turn means the same thing on every engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    id: str
+    messages: list[dict[str, str]]
+    max_new_tokens: int
+    # Text the assistant turn starts with (the translation primer "<translated>\n").
+    prefill: str = ""
+    stop: tuple[str, ...] = ()
+    # Carried through for the stage that built the request; never sent to a model.
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Completion:
+    id: str
+    # Generated text after the prefill. When a stop string ended generation, the text
+    # ends with it (so a caller can tell a closing tag from an end-of-turn).
+    text: str
+    finish_reason: str  # "stop" (end of turn or stop string) or "length" (hit max_new_tokens)
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+
+ProgressFn = Callable[[int, int], None]  # (requests finished, tokens generated) since last call
+
+
+class Engine(Protocol):
+    name: str
+
+    def generate(
+        self, requests: list[ChatRequest], sampling: Sampling, progress: ProgressFn | None = None
+    ) -> list[Completion]:
+        """One completion per request, in the order of `requests`."""
+        ...
+
+    def close(self) -> None:
+        """Release the model (and accelerator memory) before training starts."""
+        ...

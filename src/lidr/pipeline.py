@@ -1,0 +1,238 @@
+"""The iteration loop: which stage runs next, resume, and the run directory's layout.
+
+    run_dir/config.yaml                 the resolved config (a re-run must match it)
+    run_dir/iter_<t>/responses/         shards + _done.json   (stage 1)
+    run_dir/iter_<t>/translations/      shards + _done.json   (stage 2)
+    run_dir/iter_<t>/pairs/             pairs.parquet + _done.json (stage 3)
+    run_dir/iter_<t>/train/_done.json   training summary      (stage 4)
+    run_dir/iter_<t>/model/             M(t), a plain model directory
+
+A stage whose `_done.json` exists is skipped; a generation or translation stage that
+was killed continues from its last written shard. Everything a run needs from the
+user (config, model path, prompt files) is checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from lidr.config import RunConfig, diff_configs, to_yaml
+from lidr.data.prompts import Prompt, load_aligned, read_records, resolve_path
+from lidr.engines import Sampling, make_engine
+from lidr.models import resolve_model
+from lidr.stages import generate, pairs, train, translate
+from lidr.store import DONE, RunDirError, is_done, read_json, read_records as read_stage, run_sharded, \
+    write_json_atomic, write_parquet_atomic, write_text_atomic
+
+STAGES = ("responses", "translations", "pairs", "train")
+
+
+@dataclass
+class IterationPlan:
+    t: int
+    prompts: dict[str, list[Prompt]]
+    dir: Path
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.dir / stage
+
+    @property
+    def model_dir(self) -> Path:
+        return self.dir / "model"
+
+
+class Pipeline:
+    def __init__(self, cfg: RunConfig, run_dir: Path, base_dir: Path | None, console: Console | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.base_dir = base_dir
+        self.console = console or Console(stderr=True)
+        self.plans: list[IterationPlan] = []
+        self.task_ids: set[str] = set()
+
+    # ---- checks before anything is written -------------------------------------------
+
+    def prepare(self) -> None:
+        """Validate everything the run reads; raises a clear error and writes nothing."""
+        cfg = self.cfg
+        resolve_model(cfg.model, self.base_dir, build_bundled=False)
+        for t in range(1, cfg.iterations + 1):
+            prompts = load_aligned(cfg.prompts_for(t), cfg.all_languages, self.base_dir, cfg.limit)
+            self.plans.append(IterationPlan(t, prompts, self.run_dir / f"iter_{t}"))
+        if cfg.pairs.translation_task_ids:
+            path = resolve_path(cfg.pairs.translation_task_ids, self.base_dir)
+            self.task_ids = {str(rec["id"]) for _, rec in read_records(path) if "id" in rec}
+        self._check_run_dir()
+
+    def _check_run_dir(self) -> None:
+        saved = self.run_dir / "config.yaml"
+        if not saved.is_file():
+            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+                raise RunDirError(f"{self.run_dir} is not empty and holds no lidr run (no config.yaml)")
+            return
+        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        new = self.cfg.model_dump(mode="json")
+        differ = diff_configs(old, new)
+        if differ:
+            raise RunDirError(
+                f"{self.run_dir} holds a run with a different config; keys that differ: {', '.join(differ)} "
+                "(use another --output, or the same config to resume)"
+            )
+
+    def describe(self) -> list[str]:
+        """The plan, for --dry-run: stages, prompt counts per language, output paths."""
+        cfg = self.cfg
+        lines = [f"run directory: {self.run_dir}", f"model: {cfg.model}",
+                 f"languages: {cfg.dominant_language} (dominant), {', '.join(cfg.languages)}"]
+        for p in self.plans:
+            counts = ", ".join(f"{lang} {len(v)}" for lang, v in p.prompts.items())
+            n = len(p.prompts[cfg.dominant_language])
+            n_x = len(cfg.languages)
+            lines.append(f"iteration {p.t}: prompts {counts}")
+            lines.append(f"  1 generate   {n * (n_x + 1)} responses      -> {p.stage_dir('responses')}")
+            lines.append(f"  2 translate  up to {2 * n * n_x} translations -> {p.stage_dir('translations')}")
+            lines.append(f"  3 pairs      up to {n * n_x * (2 if cfg.pairs.dominant_pairs else 1)} pairs -> "
+                         f"{p.stage_dir('pairs')}")
+            lines.append(f"  4 train      DPO+NLL beta={cfg.training.beta} alpha={cfg.training.alpha} "
+                         f"lr={cfg.training.learning_rate} -> {p.model_dir}")
+        return lines
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        if not self.plans:
+            self.prepare()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.run_dir / "config.yaml", to_yaml(self.cfg))
+        model_in = resolve_model(self.cfg.model, self.base_dir)
+        for plan in self.plans:
+            self._iteration(plan, model_in)
+            model_in = str(plan.model_dir)
+        return run_summary(self.run_dir)
+
+    def _iteration(self, plan: IterationPlan, model_in: str) -> None:
+        cfg, t = self.cfg, plan.t
+        engine = None
+
+        def engine_factory():
+            nonlocal engine
+            if engine is None:
+                self.console.log(f"iteration {t}: loading {model_in} ({cfg.generation.engine} engine)")
+                engine = make_engine(cfg.generation.engine, model_in, dtype=cfg.generation.dtype,
+                                     device=cfg.generation.device, batch_size=cfg.generation.batch_size)
+            return engine
+
+        try:
+            self._generate(plan, engine_factory)
+            self._translate(plan, engine_factory)
+        finally:
+            if engine is not None:
+                engine.close()
+        self._pairs(plan)
+        self._train(plan, model_in)
+
+    def _generate(self, plan: IterationPlan, engine_factory: Callable) -> None:
+        cfg, out = self.cfg, plan.stage_dir("responses")
+        if is_done(out):
+            return
+        g = cfg.generation
+        requests = generate.generation_requests(plan.prompts, g.max_new_tokens, g.task_template)
+        sampling = Sampling(g.temperature, g.top_p, g.repetition_penalty, cfg.seed + plan.t)
+        with self._progress(f"iter {plan.t} generate", len(requests)) as (on_progress, on_shard):
+            summary = run_sharded(out, requests, engine_factory, sampling, g.shard_size,
+                                  generate.response_record, on_progress, on_shard)
+        summary["languages"] = generate.response_stats(read_stage(out))
+        write_json_atomic(out / DONE, summary)
+
+    def _task_ids(self, responses: list[dict[str, Any]]) -> set[str]:
+        p = self.cfg.pairs
+        return pairs.translation_task_ids(responses, self.cfg.dominant_language, self.task_ids,
+                                          p.detect_translation_tasks)
+
+    def _translate(self, plan: IterationPlan, engine_factory: Callable) -> None:
+        cfg, out = self.cfg, plan.stage_dir("translations")
+        if is_done(out):
+            return
+        tc = cfg.translation
+        responses = read_stage(plan.stage_dir("responses"))
+        requests = translate.translation_requests(
+            responses, cfg.dominant_language, cfg.languages, self._task_ids(responses),
+            tc.length_factor, tc.max_new_tokens)
+        sampling = Sampling(tc.temperature, tc.top_p, tc.repetition_penalty, cfg.seed + plan.t)
+        with self._progress(f"iter {plan.t} translate", len(requests)) as (on_progress, on_shard):
+            summary = run_sharded(out, requests, engine_factory, sampling, cfg.generation.shard_size,
+                                  lambda r, c: translate.translation_record(r, c, tc.accept_unclosed),
+                                  on_progress, on_shard)
+        summary["directions"] = translate.translation_stats(read_stage(out))
+        write_json_atomic(out / DONE, summary)
+
+    def _pairs(self, plan: IterationPlan) -> None:
+        cfg, out = self.cfg, plan.stage_dir("pairs")
+        if is_done(out):
+            return
+        t0 = time.perf_counter()
+        responses = read_stage(plan.stage_dir("responses"))
+        translations = read_stage(plan.stage_dir("translations"))
+        rows, stats = pairs.build_pairs(
+            responses, translations, cfg.dominant_language, cfg.languages, self._task_ids(responses),
+            cfg.pairs.translation_tasks, cfg.pairs.dominant_pairs)
+        for r in rows:
+            r["iteration"] = plan.t
+        if rows:
+            write_parquet_atomic(out / "pairs.parquet", rows)
+        summary = {"n": len(rows), "languages": stats, "seconds": round(time.perf_counter() - t0, 3)}
+        write_json_atomic(out / DONE, summary)
+        kept = ", ".join(f"{lang} {s['kept']}" for lang, s in stats.items())
+        self.console.log(f"iteration {plan.t}: {len(rows)} pairs kept ({kept})")
+
+    def _train(self, plan: IterationPlan, model_in: str) -> None:
+        out = plan.stage_dir("train")
+        if is_done(out) and (plan.model_dir / "config.json").is_file():
+            return
+        pairs_file = plan.stage_dir("pairs") / "pairs.parquet"
+        if not pairs_file.is_file():
+            self.console.log(f"iteration {plan.t}: no pairs, the next model is the current one")
+            train.copy_model(model_in, plan.model_dir)
+            write_json_atomic(out / DONE, {"pairs": 0, "steps": 0, "seconds": 0.0, "history": []})
+            return
+        n = read_json(plan.stage_dir("pairs") / DONE)["n"]
+        self.console.log(f"iteration {plan.t}: training on {n} pairs (DPO+NLL)")
+        summary = train.train_dpo(model_in, pairs_file, plan.model_dir, self.cfg.training, out / "work",
+                                  log=self.console.log)
+        write_json_atomic(out / DONE, summary)
+        self.console.log(f"iteration {plan.t}: model saved to {plan.model_dir}")
+
+    @contextmanager
+    def _progress(self, desc: str, total: int):
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=self.console, transient=False) as bar:
+            task = bar.add_task(desc, total=total, rate="")
+            t0, tokens = time.perf_counter(), 0
+
+            def on_progress(n: int, new_tokens: int) -> None:
+                nonlocal tokens
+                tokens += new_tokens
+                rate = tokens / max(time.perf_counter() - t0, 1e-9)
+                bar.update(task, advance=n, rate=f"{rate:.0f} tok/s" if tokens else "")
+
+            def on_shard(k: int, n: int, toks: int, seconds: float) -> None:
+                self.console.log(f"{desc}: shard {k + 1}/{n} written ({toks} tokens, {seconds:.1f} s)")
+
+            yield on_progress, on_shard
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """Every finished stage's `_done.json`, by iteration: the run's whole record."""
+    out: dict[str, Any] = {}
+    for it in sorted(Path(run_dir).glob("iter_*"), key=lambda p: int(p.name.split("_")[1])):
+        out[it.name] = {s: read_json(it / s / DONE) for s in STAGES if (it / s / DONE).is_file()}
+    return out

@@ -1,0 +1,132 @@
+"""Stage 3, preference pairs: the language-imbalance reward.
+
+For a non-dominant language xx and prompt x:
+    prompt x_xx, chosen = y_en translated into xx, rejected = y_xx
+and, for the dominant language, one pair per xx:
+    prompt x_en, chosen = y_en, rejected = y_xx translated into en
+
+Prompts that are themselves translation requests ("Translate into French: ...") are
+special: their answer's language is fixed by the request, so translating the answer is
+meaningless. With `translation_tasks: copy` their pairs use the untranslated answers
+(chosen y_en, rejected y_xx, on both sides); with `skip` they are dropped and counted.
+
+A pair with an empty side, a failed translation, or chosen == rejected carries no
+signal: it is dropped and counted by reason. Pairs are stored in TRL's conversational
+preference format (prompt / chosen / rejected as lists of chat messages).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from typing import Any
+
+# An English prompt asking for a translation ("Translate this sentence into French",
+# "Translation of 'hello' in Spanish"). Prompts are aligned, so the dominant-language
+# prompt decides for every language of the same id.
+_TRANSLATION_REQUEST = re.compile(r"\btranslat(e|es|ed|ing|ion)\b", re.IGNORECASE)
+
+
+def is_translation_request(english_prompt: str) -> bool:
+    return bool(_TRANSLATION_REQUEST.search(english_prompt))
+
+
+def translation_task_ids(
+    responses: list[dict[str, Any]], dominant: str, listed: set[str], detect: bool
+) -> set[str]:
+    ids = set(listed)
+    if detect:
+        ids |= {r["prompt_id"] for r in responses if r["language"] == dominant and is_translation_request(r["prompt"])}
+    return ids
+
+
+def _messages(role: str, text: str) -> list[dict[str, str]]:
+    return [{"role": role, "content": text}]
+
+
+def _pair(pid, lang, prompt, chosen, rejected, chosen_src, rejected_src, via) -> dict[str, Any]:
+    return {
+        "prompt_id": pid,
+        "language": lang,
+        "prompt": _messages("user", prompt),
+        "chosen": _messages("assistant", chosen),
+        "rejected": _messages("assistant", rejected),
+        "chosen_source": chosen_src,
+        "rejected_source": rejected_src,
+        "via_language": via,
+    }
+
+
+def _drop_reason(chosen: str | None, rejected: str | None, failed: bool) -> str | None:
+    if failed:
+        return "translation_failed"
+    if not chosen or not rejected:
+        return "empty"
+    if chosen.strip() == rejected.strip():
+        return "identical"
+    return None
+
+
+def build_pairs(
+    responses: list[dict[str, Any]],
+    translations: list[dict[str, Any]],
+    dominant: str,
+    languages: list[str],
+    task_ids: set[str],
+    translation_tasks: str = "copy",
+    dominant_pairs: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(pairs, stats). Stats per pair language: kept, and dropped counts by reason."""
+    resp = {(r["prompt_id"], r["language"]): r for r in responses}
+    trans = {(t["prompt_id"], t["source_language"], t["target_language"]): t for t in translations}
+    order = [r["prompt_id"] for r in responses if r["language"] == dominant]
+    order = sorted(set(order), key=order.index)
+    pairs: list[dict[str, Any]] = []
+    dropped: dict[str, Counter] = defaultdict(Counter)
+
+    def add(pair_args: tuple, lang: str, chosen, rejected, failed: bool) -> None:
+        reason = _drop_reason(chosen, rejected, failed)
+        if reason:
+            dropped[lang][reason] += 1
+        else:
+            pairs.append(_pair(*pair_args))
+
+    for pid in order:
+        en = resp[(pid, dominant)]
+        for xx in languages:
+            nat = resp.get((pid, xx))
+            if nat is None:
+                dropped[xx]["missing_response"] += 1
+                continue
+            is_task = pid in task_ids
+            if is_task and translation_tasks == "skip":
+                dropped[xx]["translation_task"] += 1
+                if dominant_pairs:
+                    dropped[dominant]["translation_task"] += 1
+                continue
+            # Non-dominant pair: chosen = English answer in xx.
+            if is_task:
+                chosen, failed, src = en["response"], False, f"{dominant} response (translation task)"
+            else:
+                t = trans.get((pid, dominant, xx))
+                chosen, failed = (t["translation"], t["translation"] is None) if t else (None, bool(en["response"]))
+                src = f"{dominant}>{xx} translation"
+            add((pid, xx, nat["prompt"], chosen, nat["response"], src, f"{xx} response", None),
+                xx, chosen, nat["response"], failed)
+            if not dominant_pairs:
+                continue
+            # Dominant pair: rejected = the native answer back in English.
+            if is_task:
+                rejected, failed, src = nat["response"], False, f"{xx} response (translation task)"
+            else:
+                t = trans.get((pid, xx, dominant))
+                rejected, failed = (t["translation"], t["translation"] is None) if t else (None, bool(nat["response"]))
+                src = f"{xx}>{dominant} translation"
+            add((pid, dominant, en["prompt"], en["response"], rejected, f"{dominant} response", src, xx),
+                dominant, en["response"], rejected, failed)
+
+    stats = {}
+    for lang in [dominant, *languages]:
+        kept = sum(1 for p in pairs if p["language"] == lang)
+        stats[lang] = {"kept": kept, "dropped": dict(dropped[lang])}
+    return pairs, stats

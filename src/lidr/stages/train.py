@@ -1,0 +1,151 @@
+"""Stage 4, DPO + NLL training of M(t+1) from Mt, with Mt as the reference model.
+
+    L = -log σ(β·Δ_chosen − β·Δ_rejected) − α · NLL(chosen)
+
+through TRL's DPOTrainer with `loss_type=["sigmoid", "sft"]` and `loss_weights=[1, α]`.
+TRL's sft term is the mean negative log-likelihood over all chosen completion tokens of
+a micro-batch (a token-level mean), where the paper writes a per-sequence
+`log π(yw|x) / |yw|` averaged over sequences; the two agree when chosen answers have
+equal lengths and otherwise weight long answers a little more.
+
+Reference log-probs are computed once before training (`precompute_ref_log_probs`), so
+no second copy of the model is held during training; this is exact because the
+reference model is frozen for the whole stage.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from lidr.config import TrainingConfig
+
+PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
+
+
+def _precision(cfg: TrainingConfig, on_gpu: bool) -> bool:
+    """True for bf16 autocast. Weights stay fp32: pure bf16 weights lose small updates."""
+    import torch
+
+    if cfg.precision == "bf16":
+        return True
+    return cfg.precision == "auto" and on_gpu and torch.cuda.is_bf16_supported()
+
+
+def dpo_config(cfg: TrainingConfig, output_dir: Path, n_pairs: int):
+    import torch
+    from trl import DPOConfig
+
+    on_gpu = torch.cuda.is_available()
+    return DPOConfig(
+        output_dir=str(output_dir),
+        beta=cfg.beta,
+        loss_type=["sigmoid", "sft"],
+        loss_weights=[1.0, cfg.alpha],
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_length=cfg.max_length,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        optim="adamw_torch",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=_precision(cfg, on_gpu),
+        use_cpu=not on_gpu,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+        precompute_ref_batch_size=cfg.batch_size,
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def load_pairs(pairs_file: Path):
+    from datasets import Dataset
+
+    return Dataset.from_parquet(str(pairs_file)).select_columns(PAIR_COLUMNS)
+
+
+def _log_callback(log: Callable[[str], None]):
+    from transformers import TrainerCallback
+
+    class StepLog(TrainerCallback):
+        """One short line per logged step instead of the trainer's raw dicts."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                log(f"train step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}, "
+                    f"reward margin {logs.get('rewards/margins', float('nan')):.4f}")
+
+    return StepLog()
+
+
+def train_dpo(
+    model_dir: str, pairs_file: Path, out_dir: Path, cfg: TrainingConfig, work_dir: Path,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train on the pairs in `pairs_file`; save the new model as a plain directory `out_dir`.
+
+    Returns the training summary (loss and reward margin per logged step).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback
+    from trl import DPOTrainer
+
+    t0 = time.perf_counter()
+    dataset = load_pairs(pairs_file)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    trainer = DPOTrainer(
+        model=model,
+        args=dpo_config(cfg, work_dir, len(dataset)),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[_log_callback(log)],
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    _save_atomic(trainer, tokenizer, out_dir)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    return {
+        "pairs": len(dataset),
+        "steps": trainer.state.global_step,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "history": [
+            {"step": h["step"], "loss": h["loss"], "margin": h.get("rewards/margins"),
+             "accuracy": h.get("rewards/accuracies"), "lr": h.get("learning_rate")}
+            for h in history
+        ],
+    }
+
+
+def _save_atomic(trainer, tokenizer, out_dir: Path) -> None:
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    os.replace(tmp, out_dir)
+
+
+def copy_model(model_dir: str, out_dir: Path) -> None:
+    """The next model when there is nothing to train on: the same weights (hard links)."""
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(model_dir, tmp, copy_function=os.link)
+    except OSError:  # another filesystem: hard links impossible
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(model_dir, tmp)
+    os.replace(tmp, out_dir)

@@ -1,0 +1,113 @@
+"""Stage 2, self-translation: each English answer into every other language, and each
+native answer into English, with the paper's prompt and a `<translated>` primer.
+
+Parsing (`parse_translation`) takes the text after the last `<translated>` before the
+first `</translated>`; nested opening tags occur with small models. When generation
+ends at the end of the turn without a closing tag, the text after the last opening tag
+is kept by default (`accept_unclosed`): the model closed its turn, so the answer is
+complete, and small models often drop the tag. A translation cut off at the token
+limit without a closing tag is a failure ("truncated"): it is usually a loop.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from typing import Any
+
+from lidr.engines.base import ChatRequest, Completion
+from lidr.languages import get_language
+
+OPEN, CLOSE = "<translated>", "</translated>"
+PREFILL = OPEN + "\n"
+TRANSLATION_PROMPT = (
+    "Please translate the following sentences into {language}. The input sentences are "
+    "wrapped by <sentence> and </sentence>:\n\n<sentence>\n{text}\n</sentence>\n\n"
+    "The translated result should be wrapped by <translated> and </translated>."
+)
+_SENTENCE_TAGS = re.compile(r"</?sentence>")
+
+PARSED = ("ok", "ok_unclosed")
+
+
+def translation_message(text: str, target: str) -> list[dict[str, str]]:
+    content = TRANSLATION_PROMPT.format(language=get_language(target).name, text=text)
+    return [{"role": "user", "content": content}]
+
+
+def parse_translation(raw: str, finish_reason: str, accept_unclosed: bool = True) -> tuple[str | None, str]:
+    """(translation or None, status). `raw` is the prefill followed by the generated text.
+
+    Status: ok, ok_unclosed (no closing tag, ended at end of turn), truncated (no closing
+    tag, hit the token limit), unclosed (no closing tag and `accept_unclosed` is off),
+    no_open_tag, empty.
+    """
+    end = raw.find(CLOSE)
+    head = raw[:end] if end >= 0 else raw
+    start = head.rfind(OPEN)
+    if start < 0:
+        return None, "no_open_tag"
+    if end < 0:
+        if finish_reason == "length":
+            return None, "truncated"
+        if not accept_unclosed:
+            return None, "unclosed"
+    text = _SENTENCE_TAGS.sub("", head[start + len(OPEN) :]).strip()
+    if not text:
+        return None, "empty"
+    return text, "ok" if end >= 0 else "ok_unclosed"
+
+
+def translation_cap(source_tokens: int, factor: float, max_new_tokens: int) -> int:
+    """New-token cap for one translation: about `factor` times the source, plus room for tags."""
+    return max(1, min(max_new_tokens, math.ceil(factor * source_tokens) + 16))
+
+
+def translation_requests(
+    responses: list[dict[str, Any]],
+    dominant: str,
+    languages: list[str],
+    skip_ids: set[str],
+    factor: float,
+    max_new_tokens: int,
+) -> list[ChatRequest]:
+    """en -> every xx, and every xx -> en, for non-empty answers of prompts not in `skip_ids`."""
+    requests = []
+    for r in responses:
+        if r["prompt_id"] in skip_ids or not r["response"]:
+            continue
+        src = r["language"]
+        targets = languages if src == dominant else [dominant]
+        for tgt in targets:
+            requests.append(
+                ChatRequest(
+                    id=f"{src}>{tgt}:{r['prompt_id']}",
+                    messages=translation_message(r["response"], tgt),
+                    max_new_tokens=translation_cap(r["n_tokens"], factor, max_new_tokens),
+                    prefill=PREFILL,
+                    stop=(CLOSE,),
+                    meta={"prompt_id": r["prompt_id"], "source_language": src, "target_language": tgt,
+                          "source": r["response"]},
+                )
+            )
+    return sorted(requests, key=lambda q: (-len(q.meta["source"]), q.id))
+
+
+def translation_record(req: ChatRequest, c: Completion, accept_unclosed: bool) -> dict[str, Any]:
+    raw = req.prefill + c.text
+    text, status = parse_translation(raw, c.finish_reason, accept_unclosed)
+    return {**req.meta, "raw": raw, "translation": text, "status": status,
+            "finish_reason": c.finish_reason, "n_tokens": c.n_tokens}
+
+
+def translation_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per direction ("en>es"): parsed, failed, and the count of each status."""
+    by_dir: dict[str, Counter] = defaultdict(Counter)
+    for r in records:
+        by_dir[f"{r['source_language']}>{r['target_language']}"][r["status"]] += 1
+    out = {}
+    for d, counts in sorted(by_dir.items()):
+        parsed = sum(counts[s] for s in PARSED)
+        out[d] = {"parsed": parsed, "failed": sum(counts.values()) - parsed, "status": dict(counts)}
+    return out

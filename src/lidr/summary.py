@@ -1,0 +1,54 @@
+"""The end-of-run summary: per iteration, what each stage produced and how long it took."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(x: float | None, spec: str = ".3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _train_line(train: dict[str, Any]) -> str:
+    hist = train.get("history") or []
+    if not hist:
+        return f"training: {train.get('pairs', 0)} pairs, nothing trained"
+    first, last = hist[0], hist[-1]
+    margins = [h["margin"] for h in hist if h.get("margin") is not None]
+    mean_margin = sum(margins) / len(margins) if margins else None
+    return (f"training: {train['pairs']} pairs, {train['steps']} steps, loss {_fmt(first['loss'])} -> "
+            f"{_fmt(last['loss'])}, reward margin {_fmt(first.get('margin'))} -> {_fmt(last.get('margin'))} "
+            f"(mean {_fmt(mean_margin)})")
+
+
+def _language_table(it: dict[str, Any]) -> Table:
+    resp = it.get("responses", {}).get("languages", {})
+    pairs = it.get("pairs", {}).get("languages", {})
+    dirs = it.get("translations", {}).get("directions", {})
+    table = Table(show_header=True, header_style="bold")
+    for col in ("lang", "responses", "truncated", "transl. parsed/failed (into)", "pairs kept", "dropped"):
+        table.add_column(col)
+    for lang in sorted(set(resp) | set(pairs), key=lambda x: (x != "en", x)):
+        r = resp.get(lang, {})
+        into = [d for k, d in dirs.items() if k.endswith(f">{lang}")]
+        parsed = sum(d["parsed"] for d in into)
+        failed = sum(d["failed"] for d in into)
+        p = pairs.get(lang, {})
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(p.get("dropped", {}).items())) or "-"
+        table.add_row(lang, str(r.get("responses", "-")), str(r.get("truncated", "-")),
+                      f"{parsed}/{failed}" if into else "-", str(p.get("kept", "-")), dropped)
+    return table
+
+
+def print_summary(summary: dict[str, Any], console: Console, run_dir: str) -> None:
+    console.print(f"\n[bold]run directory:[/bold] {run_dir}")
+    for name, it in summary.items():
+        times = ", ".join(f"{s} {it[s].get('seconds', 0):.0f}s" for s in ("responses", "translations", "pairs", "train")
+                          if s in it)
+        console.print(f"\n[bold]{name.replace('_', ' ')}[/bold]  (time: {times})")
+        console.print(_language_table(it))
+        if "train" in it:
+            console.print(_train_line(it["train"]))
