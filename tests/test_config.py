@@ -1,0 +1,71 @@
+"""Config validation: every bad value is a one-line error naming the key."""
+
+import pytest
+
+from lidr.config import ConfigError, demo_config, diff_configs, load_config, parse_config
+
+BASE = {"prompts": [{"path": "p/{lang}.jsonl"}]}
+
+
+def cfg(**over):
+    return parse_config({**BASE, **over})
+
+
+def test_defaults_follow_the_paper():
+    c = cfg()
+    assert c.dominant_language == "en" and c.languages == ["es", "fr", "de"]
+    assert (c.training.beta, c.training.alpha, c.training.warmup_ratio) == (0.1, 1.0, 0.03)
+    assert c.training.lr_scheduler == "cosine"
+    assert c.generation.temperature == 0.0 and c.generation.repetition_penalty == 1.1
+
+
+@pytest.mark.parametrize(
+    "over, key, words",
+    [
+        ({"training": {"beta": -1}}, "training.beta", "greater than 0"),
+        ({"training": {"warmup_ratio": 1.5}}, "training.warmup_ratio", "less than 1"),
+        ({"generation": {"top_p": 0}}, "generation.top_p", "greater than 0"),
+        ({"generation": {"batch_size": 0}}, "generation.batch_size", "greater than or equal to 1"),
+        ({"training": {"betta": 0.1}}, "training.betta", "unknown key"),
+        ({"colour": "red"}, "colour", "unknown key"),
+        ({"languages": ["es", "xx"]}, "languages", "unknown language code 'xx'"),
+        ({"languages": ["en", "es"]}, "(top level)", "dominant language"),
+        ({"dominant_language": "zz"}, "dominant_language", "unknown language code 'zz'"),
+        ({"iterations": 3, "prompts": [{"path": "a/{lang}.jsonl"}, {"path": "b/{lang}.jsonl"}]},
+         "(top level)", "2 blocks for 3 iterations"),
+        ({"prompts": [{"path": "no-placeholder.jsonl"}]}, "prompts.0", "must contain {lang}"),
+        ({"prompts": [{"path": "a/{lang}.jsonl", "hub": "x/y"}]}, "prompts.0", "exactly one of"),
+        ({"generation": {"task_template": "Answer in {language}"}}, "generation.task_template", "{prompt}"),
+    ],
+)
+def test_bad_values_name_the_key(over, key, words):
+    with pytest.raises(ConfigError) as err:
+        cfg(**over)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert f"{key}:" in msg and words in msg
+
+
+def test_paths_must_cover_every_language():
+    with pytest.raises(ConfigError, match=r"paths has no file for \['fr', 'de'\]"):
+        cfg(prompts=[{"paths": {"en": "a.jsonl", "es": "b.jsonl"}}])
+
+
+def test_load_config_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("prompts: [\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("prompts:\n  - path: data/{lang}.jsonl\ntraining:\n  beta: 0.2\n", encoding="utf-8")
+    c, base = load_config(good)
+    assert c.training.beta == 0.2 and base == tmp_path.resolve()
+
+
+def test_demo_config_and_diff():
+    d = demo_config(limit=3, iterations=3)
+    assert d.limit == 3 and len(d.prompts) == 3
+    a, b = d.model_dump(mode="json"), demo_config().model_dump(mode="json")
+    assert diff_configs(a, b) == ["iterations", "limit", "prompts"]

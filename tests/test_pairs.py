@@ -1,0 +1,76 @@
+"""The pairing rule of the method, on hand-made records."""
+
+from lidr.stages.pairs import build_pairs, is_translation_request, translation_task_ids
+
+
+def resp(pid, lang, text, prompt=None):
+    return {"prompt_id": pid, "language": lang, "prompt": prompt or f"{lang} prompt {pid}", "response": text}
+
+
+def tr(pid, src, tgt, text):
+    return {"prompt_id": pid, "source_language": src, "target_language": tgt, "translation": text,
+            "status": "ok" if text else "truncated"}
+
+
+def test_native_and_dominant_pairs_follow_the_language_imbalance():
+    responses = [resp("1", "en", "Paris is the capital."), resp("1", "es", "Madrid es la capital."),
+                 resp("1", "de", "Berlin ist die Hauptstadt.")]
+    translations = [tr("1", "en", "es", "París es la capital."), tr("1", "en", "de", "Paris ist die Hauptstadt."),
+                    tr("1", "es", "en", "Madrid is the capital."), tr("1", "de", "en", "Berlin is the capital.")]
+    pairs, stats = build_pairs(responses, translations, "en", ["es", "de"], set())
+    by = {(p["language"], p["via_language"]): p for p in pairs}
+    es = by[("es", None)]
+    assert es["prompt"] == [{"role": "user", "content": "es prompt 1"}]
+    assert es["chosen"] == [{"role": "assistant", "content": "París es la capital."}]
+    assert es["rejected"] == [{"role": "assistant", "content": "Madrid es la capital."}]
+    en_de = by[("en", "de")]
+    assert en_de["prompt"][0]["content"] == "en prompt 1"
+    assert en_de["chosen"][0]["content"] == "Paris is the capital."
+    assert en_de["rejected"][0]["content"] == "Berlin is the capital."
+    assert len(pairs) == 4  # one per xx, and one English pair per xx
+    assert stats["en"] == {"kept": 2, "dropped": {}}
+    assert stats["es"]["kept"] == 1 and stats["de"]["kept"] == 1
+
+
+def test_failed_identical_and_empty_are_dropped_and_counted():
+    responses = [resp("a", "en", "Four."), resp("a", "fr", "Quatre."),
+                 resp("b", "en", "Hello"), resp("b", "fr", "Bonjour"),
+                 resp("c", "en", "Yes"), resp("c", "fr", "")]
+    translations = [tr("a", "en", "fr", None), tr("a", "fr", "en", "Four."),  # failed; identical back-translation
+                    tr("b", "en", "fr", "Bonjour"), tr("b", "fr", "en", "Good day"),  # identical chosen/rejected
+                    tr("c", "en", "fr", "Oui")]  # empty native answer: never translated
+    pairs, stats = build_pairs(responses, translations, "en", ["fr"], set())
+    assert [(p["prompt_id"], p["language"]) for p in pairs] == [("b", "en")]
+    assert stats["fr"]["dropped"] == {"translation_failed": 1, "identical": 1, "empty": 1}
+    assert stats["en"]["dropped"] == {"identical": 1, "empty": 1}
+
+
+def test_translation_task_prompts_copy_or_skip():
+    responses = [resp("t", "en", "Je t'aime", prompt="Translate into French: I love you"),
+                 resp("t", "es", "Te quiero")]
+    ids = translation_task_ids(responses, "en", set(), detect=True)
+    assert ids == {"t"}
+    pairs, stats = build_pairs(responses, [], "en", ["es"], ids, translation_tasks="copy")
+    es = [p for p in pairs if p["language"] == "es"][0]
+    assert es["chosen"][0]["content"] == "Je t'aime"  # the untranslated English-side answer
+    assert es["rejected"][0]["content"] == "Te quiero"
+    en = [p for p in pairs if p["language"] == "en"][0]
+    assert en["rejected"][0]["content"] == "Te quiero"
+    pairs, stats = build_pairs(responses, [], "en", ["es"], ids, translation_tasks="skip")
+    assert pairs == []
+    assert stats["es"]["dropped"] == {"translation_task": 1}
+    assert stats["en"]["dropped"] == {"translation_task": 1}
+
+
+def test_dominant_pairs_can_be_turned_off():
+    responses = [resp("1", "en", "A"), resp("1", "es", "B")]
+    translations = [tr("1", "en", "es", "C"), tr("1", "es", "en", "D")]
+    pairs, stats = build_pairs(responses, translations, "en", ["es"], set(), dominant_pairs=False)
+    assert [p["language"] for p in pairs] == ["es"]
+    assert stats["en"]["kept"] == 0
+
+
+def test_translation_request_detection():
+    assert is_translation_request("Translate the following phrase into French.\nI miss you")
+    assert is_translation_request("Provide the translation of 'cat' in German")
+    assert not is_translation_request("Give three tips for staying healthy.")
