@@ -24,6 +24,7 @@ PAPER_MATH_TEMPLATE = (
     "completes the request in {language}. Please answer in {language}.\n\n"
     "### Instruction:\n{prompt}\n\n### Response:"
 )
+TEMPLATE_PRESETS = {"paper_math": PAPER_MATH_TEMPLATE}
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,8 @@ class PromptSource(_Section):
     text_key: str = "instruction"
     text_keys: dict[str, str] = Field(default_factory=dict)
     id_key: str | None = "id"
+    # Skip the first `offset` prompts: fresh blocks for later iterations from one file.
+    offset: int = Field(default=0, ge=0)
     limit: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
@@ -79,6 +82,7 @@ class GenerationConfig(_Section):
     @field_validator("task_template")
     @classmethod
     def _template_has_prompt(cls, v: str | None) -> str | None:
+        v = TEMPLATE_PRESETS.get(v, v)
         if v is not None and "{prompt}" not in v:
             raise ValueError("task_template must contain {prompt} (and may contain {language})")
         return v

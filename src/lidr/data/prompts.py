@@ -160,14 +160,17 @@ def load_aligned(
 ) -> dict[str, list[Prompt]]:
     """Prompts per language, aligned on ids, in the dominant language's order.
 
-    `languages[0]` is the dominant language. `limit` (or the source's own) keeps the
-    first N ids of the dominant language.
+    `languages[0]` is the dominant language. The source's `offset` skips the first ids
+    of the dominant language; `limit` (or the source's own) keeps the next N.
     """
     by_lang = {lang: load_language(src, lang, base_dir) for lang in languages}
     dominant = languages[0]
     _check_alignment(by_lang, dominant)
     n = limit or src.limit
-    order = [p.id for p in by_lang[dominant]][:n]
+    order = [p.id for p in by_lang[dominant]][src.offset :]
+    order = order[:n] if n else order
+    if not order:
+        raise DataError(f"offset {src.offset} leaves no prompts ({len(by_lang[dominant])} in {dominant})")
     out = {}
     for lang, prompts in by_lang.items():
         index = {p.id: p for p in prompts}

@@ -1,0 +1,34 @@
+"""The shipped configs validate, and their data loads from ../shared/data."""
+
+from pathlib import Path
+
+import pytest
+
+from lidr.config import PAPER_MATH_TEMPLATE, demo_config, load_config
+from lidr.pipeline import Pipeline
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_demo_yaml_is_the_embedded_demo():
+    cfg, _ = load_config(CONFIGS / "demo.yaml")
+    assert cfg == demo_config()
+
+
+@pytest.mark.parametrize("name, lr, batch", [("paper_instruction", 5e-7, 16), ("paper_math", 5e-6, 64)])
+def test_paper_configs_plan_on_shared_data(name, lr, batch, shared_data, tmp_path):
+    cfg, base = load_config(CONFIGS / f"{name}.yaml")
+    t = cfg.training
+    assert (t.beta, t.alpha, t.learning_rate, t.epochs) == (0.1, 1.0, lr, 1)
+    assert t.batch_size * t.gradient_accumulation_steps == batch
+    assert cfg.languages == ["es", "ru", "de", "fr"]
+    pipe = Pipeline(cfg, tmp_path / "run", base)
+    pipe.prepare()  # resolves every path and aligns every prompt block, loads no model
+    first, second = pipe.plans
+    assert {len(v) for v in first.prompts.values()} == {1000}
+    assert not {p.id for p in first.prompts["en"]} & {p.id for p in second.prompts["en"]}
+    if name == "paper_math":
+        assert cfg.generation.task_template == PAPER_MATH_TEMPLATE
+        assert first.prompts["es"][0].text.startswith("Natalia vendió")
+    else:
+        assert len(pipe.task_ids) == 88
