@@ -167,12 +167,11 @@ def _boxed_answer(text: str) -> float | None:
 
 
 def _phrase_answer(text: str) -> float | None:
-    """First number after the last answer phrase that has one after it."""
-    for match in reversed(list(_PHRASE_RE.finditer(text))):
-        value = next(_numbers(text, match.end()), None)
-        if value is not None:
-            return value
-    return None
+    """First number after the last answer phrase. None when nothing follows it ("The answer is
+    eighteen"): an earlier phrase's number would then be a stale guess, the last number is better.
+    """
+    matches = list(_PHRASE_RE.finditer(text))
+    return next(_numbers(text, matches[-1].end()), None) if matches else None
 
 
 def extract_answer(text: str) -> float | None:
