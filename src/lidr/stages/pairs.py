@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 # An English prompt asking for a translation ("Translate this sentence into French",
@@ -44,16 +45,41 @@ def _messages(role: str, text: str) -> list[dict[str, str]]:
     return [{"role": role, "content": text}]
 
 
-def _pair(pid, lang, prompt, chosen, rejected, chosen_src, rejected_src, via) -> dict[str, Any]:
+@dataclass
+class _Side:
+    text: str | None
+    source: str  # e.g. "en>es translation", "es response"
+    origin: str | None = None  # the text this side was translated from
+    finish_reason: str | None = None
+    failed: bool = False
+
+
+def _response_side(r: dict[str, Any], source: str) -> _Side:
+    return _Side(r["response"], source, None, r.get("finish_reason"))
+
+
+def _translated_side(t: dict[str, Any] | None, src: dict[str, Any], source: str) -> _Side:
+    if t is None:  # never requested: the source answer was empty (or the pair is malformed)
+        return _Side(None, source, src["response"], None, failed=bool(src["response"]))
+    return _Side(t["translation"], source, src["response"], t.get("finish_reason"), t["translation"] is None)
+
+
+def _pair(pid, lang, prompt, chosen: _Side, rejected: _Side, via) -> dict[str, Any]:
     return {
         "prompt_id": pid,
         "language": lang,
         "prompt": _messages("user", prompt),
-        "chosen": _messages("assistant", chosen),
-        "rejected": _messages("assistant", rejected),
-        "chosen_source": chosen_src,
-        "rejected_source": rejected_src,
+        "chosen": _messages("assistant", chosen.text),
+        "rejected": _messages("assistant", rejected.text),
+        "chosen_source": chosen.source,
+        "rejected_source": rejected.source,
         "via_language": via,
+        # Provenance for quality gates: the text a translated side came from, and how
+        # the generation that produced each side ended ("stop" or "length").
+        "chosen_origin": chosen.origin,
+        "rejected_origin": rejected.origin,
+        "chosen_finish_reason": chosen.finish_reason,
+        "rejected_finish_reason": rejected.finish_reason,
     }
 
 
@@ -84,12 +110,12 @@ def build_pairs(
     pairs: list[dict[str, Any]] = []
     dropped: dict[str, Counter] = defaultdict(Counter)
 
-    def add(pair_args: tuple, lang: str, chosen, rejected, failed: bool) -> None:
-        reason = _drop_reason(chosen, rejected, failed)
+    def add(lang: str, prompt: str, chosen: _Side, rejected: _Side, pid: str, via: str | None) -> None:
+        reason = _drop_reason(chosen.text, rejected.text, chosen.failed or rejected.failed)
         if reason:
             dropped[lang][reason] += 1
         else:
-            pairs.append(_pair(*pair_args))
+            pairs.append(_pair(pid, lang, prompt, chosen, rejected, via))
 
     for pid in order:
         en = resp[(pid, dominant)]
@@ -104,26 +130,22 @@ def build_pairs(
                 if dominant_pairs:
                     dropped[dominant]["translation_task"] += 1
                 continue
-            # Non-dominant pair: chosen = English answer in xx.
+            native = _response_side(nat, f"{xx} response")
+            english = _response_side(en, f"{dominant} response")
+            # Non-dominant pair: chosen = the English answer in xx.
             if is_task:
-                chosen, failed, src = en["response"], False, f"{dominant} response (translation task)"
+                chosen = _response_side(en, f"{dominant} response (translation task)")
             else:
-                t = trans.get((pid, dominant, xx))
-                chosen, failed = (t["translation"], t["translation"] is None) if t else (None, bool(en["response"]))
-                src = f"{dominant}>{xx} translation"
-            add((pid, xx, nat["prompt"], chosen, nat["response"], src, f"{xx} response", None),
-                xx, chosen, nat["response"], failed)
+                chosen = _translated_side(trans.get((pid, dominant, xx)), en, f"{dominant}>{xx} translation")
+            add(xx, nat["prompt"], chosen, native, pid, None)
             if not dominant_pairs:
                 continue
             # Dominant pair: rejected = the native answer back in English.
             if is_task:
-                rejected, failed, src = nat["response"], False, f"{xx} response (translation task)"
+                rejected = _response_side(nat, f"{xx} response (translation task)")
             else:
-                t = trans.get((pid, xx, dominant))
-                rejected, failed = (t["translation"], t["translation"] is None) if t else (None, bool(nat["response"]))
-                src = f"{xx}>{dominant} translation"
-            add((pid, dominant, en["prompt"], en["response"], rejected, f"{dominant} response", src, xx),
-                dominant, en["response"], rejected, failed)
+                rejected = _translated_side(trans.get((pid, xx, dominant)), nat, f"{xx}>{dominant} translation")
+            add(dominant, en["prompt"], english, rejected, pid, xx)
 
     stats = {}
     for lang in [dominant, *languages]:
