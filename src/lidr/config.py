@@ -130,6 +130,43 @@ class TrainingConfig(_Section):
     logging_steps: int = Field(default=1, ge=1)
 
 
+EVAL_TASKS = ("mgsm", "fidelity", "x_alpacaeval", "lm_eval")
+
+
+class EvalTaskConfig(_Section):
+    """One evaluation task run on M0 and on every new model."""
+
+    task: Literal["mgsm", "fidelity", "x_alpacaeval", "lm_eval"]
+    # Data files: one path with {lang}, or files named by language (mgsm_es.jsonl).
+    data: list[str] = Field(default_factory=list)
+    languages: list[str] | None = None  # default: the run's languages
+    limit: int | None = Field(default=None, ge=1)
+    max_new_tokens: int = Field(default=256, ge=1, le=32768)
+    batch_size: int = Field(default=16, ge=1, le=4096)
+    template: str = "mgsm"  # mgsm: a preset name or a template with {question}
+    judge: str | None = None  # x_alpacaeval: the judge model (path or hub id)
+    # x_alpacaeval: outputs to compare against, model_outputs.json per language ({lang}
+    # template), or "M0" for head-to-head against this run's starting model.
+    baseline: str | None = None
+    families: list[str] = Field(default_factory=list)  # lm_eval task families
+
+    @model_validator(mode="after")
+    def _needs(self) -> EvalTaskConfig:
+        if self.task != "lm_eval" and not self.data:
+            raise ValueError(f"task {self.task} needs data")
+        if self.task == "x_alpacaeval" and not (self.judge and self.baseline):
+            raise ValueError("task x_alpacaeval needs judge and baseline")
+        if self.task == "lm_eval" and not self.families:
+            raise ValueError("task lm_eval needs families")
+        for code in self.languages or []:
+            get_language(code)
+        return self
+
+
+class EvaluationConfig(_Section):
+    tasks: list[EvalTaskConfig] = Field(default_factory=list)
+
+
 class RunConfig(_Section):
     name: str | None = None
     model: str = BUNDLED_MODEL
@@ -143,6 +180,7 @@ class RunConfig(_Section):
     translation: TranslationConfig = Field(default_factory=TranslationConfig)
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     @field_validator("dominant_language")
     @classmethod
@@ -233,6 +271,10 @@ def demo_config(limit: int | None = None, iterations: int = 2) -> RunConfig:
         "generation": {"max_new_tokens": 96, "batch_size": 32, "shard_size": 32},
         "translation": {"max_new_tokens": 192, "batch_size": 32},
         "training": {"learning_rate": 5e-6, "batch_size": 4, "epochs": 1, "max_length": 384},
+        # Held-out arithmetic, disjoint from the training prompts: accuracy and off-target
+        # (answers not in the question's language) of M0, M1, M2.
+        "evaluation": {"tasks": [{"task": "mgsm", "data": ["bundled:demo/heldout_math/{lang}.jsonl"],
+                                  "limit": 20, "max_new_tokens": 160, "batch_size": 32}]},
     }
     return parse_config(data, "demo")
 

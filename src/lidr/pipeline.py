@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lidr.config import RunConfig, diff_configs, to_yaml
 from lidr.data.prompts import Prompt, load_aligned, read_records, resolve_path
 from lidr.engines import Sampling, make_engine
+from lidr.evaluate.runner import check_task, run_task
 from lidr.models import resolve_model
 from lidr.stages import generate, pairs, train, translate
 from lidr.store import DONE, RunDirError, is_done, read_json, read_records as read_stage, run_sharded, \
@@ -67,6 +68,8 @@ class Pipeline:
         for t in range(1, cfg.iterations + 1):
             prompts = load_aligned(cfg.prompts_for(t), cfg.all_languages, self.base_dir, cfg.limit)
             self.plans.append(IterationPlan(t, prompts, self.run_dir / f"iter_{t}"))
+        for task in cfg.evaluation.tasks:
+            check_task(task, cfg.all_languages, self.base_dir)
         if cfg.pairs.translation_task_ids:
             path = resolve_path(cfg.pairs.translation_task_ids, self.base_dir)
             self.task_ids = {str(rec["id"]) for _, rec in read_records(path) if "id" in rec}
@@ -113,10 +116,29 @@ class Pipeline:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.run_dir / "config.yaml", to_yaml(self.cfg))
         model_in = resolve_model(self.cfg.model, self.base_dir)
+        self._evaluate(0, model_in)
         for plan in self.plans:
             self._iteration(plan, model_in)
             model_in = str(plan.model_dir)
+            self._evaluate(plan.t, model_in)
+        if self.cfg.evaluation.tasks:
+            from lidr.report import build_report
+
+            self.console.log(f"report written to {build_report(self.run_dir)}")
         return run_summary(self.run_dir)
+
+    def _evaluate(self, t: int, model_dir: str) -> None:
+        """Evaluate M(t) on every configured task not yet done; results in iter_<t>/eval/."""
+        out = self.run_dir / f"iter_{t}" / "eval"
+        for task in self.cfg.evaluation.tasks:
+            if (out / f"{task.task}.json").is_file():
+                continue
+            self.console.log(f"evaluating M{t} on {task.task}")
+            t0 = time.perf_counter()
+            result = run_task(task, model_dir, f"M{t}", out, self.cfg.all_languages, self.base_dir,
+                              baseline_dir=self.run_dir / "iter_0" / "eval", dtype=self.cfg.generation.dtype,
+                              device=self.cfg.generation.device)
+            self.console.log(f"M{t} {task.task}: " + _metrics_line(result) + f" ({time.perf_counter() - t0:.0f} s)")
 
     def _iteration(self, plan: IterationPlan, model_in: str) -> None:
         cfg, t = self.cfg, plan.t
@@ -230,9 +252,22 @@ class Pipeline:
             yield on_progress, on_shard
 
 
+def _metrics_line(result: dict[str, Any]) -> str:
+    parts = []
+    for lang, m in result.get("languages", {}).items():
+        vals = ", ".join(f"{k} {v:.3g}" for k, v in m.items() if k != "n" and isinstance(v, (int, float)))
+        parts.append(f"{lang}: {vals}")
+    return "; ".join(parts)
+
+
 def run_summary(run_dir: Path) -> dict[str, Any]:
-    """Every finished stage's `_done.json`, by iteration: the run's whole record."""
+    """Every finished stage's `_done.json` and evaluation result, by iteration."""
     out: dict[str, Any] = {}
     for it in sorted(Path(run_dir).glob("iter_*"), key=lambda p: int(p.name.split("_")[1])):
-        out[it.name] = {s: read_json(it / s / DONE) for s in STAGES if (it / s / DONE).is_file()}
+        record = {s: read_json(it / s / DONE) for s in STAGES if (it / s / DONE).is_file()}
+        results = (read_json(f) for f in sorted((it / "eval").glob("*.json")))
+        evals = {r["task"]: r for r in results if isinstance(r, dict) and "task" in r and "languages" in r}
+        if evals:
+            record["eval"] = evals
+        out[it.name] = record
     return out

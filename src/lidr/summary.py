@@ -43,9 +43,25 @@ def _language_table(it: dict[str, Any]) -> Table:
     return table
 
 
+def _eval_table(result: dict[str, Any]) -> Table:
+    langs = result.get("languages", {})
+    metrics = [k for k in next(iter(langs.values()), {}) if isinstance(next(iter(langs.values()))[k], (int, float))]
+    table = Table(title=f"{result['task']} ({result.get('model', '')})", show_header=True, header_style="bold")
+    table.add_column("lang")
+    for m in metrics:
+        table.add_column(m)
+    for lang, vals in langs.items():
+        table.add_row(lang, *[_fmt(vals.get(m), ".3g") for m in metrics])
+    return table
+
+
 def print_summary(summary: dict[str, Any], console: Console, run_dir: str) -> None:
     console.print(f"\n[bold]run directory:[/bold] {run_dir}")
     for name, it in summary.items():
+        for result in it.get("eval", {}).values():
+            console.print(_eval_table(result))
+        if name == "iter_0":
+            continue
         times = ", ".join(f"{s} {it[s].get('seconds', 0):.0f}s" for s in ("responses", "translations", "pairs", "train")
                           if s in it)
         console.print(f"\n[bold]{name.replace('_', ' ')}[/bold]  (time: {times})")

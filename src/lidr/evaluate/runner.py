@@ -1,0 +1,88 @@
+"""Run one evaluation task on one model: the code behind `lidr eval` and the pipeline's
+evaluation of M0 and every new model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lidr.config import EvalTaskConfig
+from lidr.engines import make_engine
+from lidr.evaluate.base import data_files
+from lidr.models import resolve_model
+
+
+def _engine(model_path: str, task: EvalTaskConfig, dtype: str, device: str):
+    return make_engine("hf", model_path, dtype=dtype, device=device, batch_size=task.batch_size)
+
+
+def check_task(task: EvalTaskConfig, languages: list[str], base_dir: Path | None) -> None:
+    """Fail early (before any model loads) on missing data files or judge model."""
+    if task.task != "lm_eval":
+        data_files(task.data, task.languages or languages, base_dir)
+    if task.judge:
+        resolve_model(task.judge, base_dir, build_bundled=False)
+
+
+def run_task(
+    task: EvalTaskConfig,
+    model_path: str,
+    model_name: str,
+    out_dir: Path,
+    languages: list[str],
+    base_dir: Path | None = None,
+    baseline_dir: Path | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Evaluate `model_path` on `task`; writes `out_dir/<task>.json` and returns it.
+
+    `baseline_dir` is where M0's evaluation lives, for x_alpacaeval's `baseline: M0`.
+    """
+    langs = task.languages or languages
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if task.task == "lm_eval":
+        from lidr.evaluate.harness import run_lm_eval
+
+        return run_lm_eval(model_path, task.families, langs, out_dir, limit=task.limit,
+                           batch_size=task.batch_size, device="cpu" if device == "auto" else device)
+    files = data_files(task.data, langs, base_dir)
+    engine = _engine(model_path, task, dtype, device)
+    try:
+        if task.task == "mgsm":
+            from lidr.evaluate.mgsm import evaluate_mgsm
+
+            return evaluate_mgsm(engine, files, out_dir, model_name=model_name, template=task.template,
+                                 limit=task.limit, max_new_tokens=task.max_new_tokens)
+        if task.task == "fidelity":
+            from lidr.evaluate.fidelity import evaluate_fidelity
+
+            return evaluate_fidelity(engine, files, out_dir, model_name=model_name, limit=task.limit,
+                                     max_new_tokens=task.max_new_tokens)
+        return _x_alpacaeval(task, engine, model_path, files, out_dir, model_name, langs, base_dir,
+                             baseline_dir, dtype, device)
+    finally:
+        engine.close()
+
+
+def _x_alpacaeval(task, engine, model_path, files, out_dir, model_name, langs, base_dir, baseline_dir, dtype,
+                  device):
+    from lidr.evaluate.judge import evaluate_x_alpacaeval
+
+    if task.baseline == "M0":
+        if baseline_dir is None:
+            raise ValueError("baseline M0 is only known inside a run")
+        baseline = {lang: baseline_dir / "x_alpacaeval_outputs" / f"{lang}.json" for lang in langs}
+    else:
+        baseline = data_files([task.baseline], langs, base_dir)
+    judge_path = resolve_model(task.judge, base_dir)
+    # Judging with the evaluated model itself needs no second copy of it.
+    judge_engine = engine if judge_path == model_path else _engine(judge_path, task, dtype, device)
+    try:
+        return evaluate_x_alpacaeval(engine, files, out_dir, model_name=model_name, judge_engine=judge_engine,
+                                     judge_name=task.judge, baseline=baseline, limit=task.limit,
+                                     max_new_tokens=task.max_new_tokens)
+    finally:
+        if judge_engine is not engine:
+            judge_engine.close()
+
