@@ -78,4 +78,4 @@ def test_two_iterations_resume_after_kill(tmp_path, tiny_model_dir):
 
     # A finished run re-run is a no-op that prints the same summary.
     again = lidr("run", str(cfg), "--output", str(run_dir))
-    assert again.returncode == 0 and "shard" not in again.stderr and "iter 2" in again.stdout
+    assert again.returncode == 0 and "shard" not in again.stderr and "iteration 2" in again.stdout

@@ -38,4 +38,4 @@ def test_lidr_run_on_smollm2(tmp_path, shared_data, smollm2_dir):
     train = read_json(run_dir / "iter_1" / "train" / "_done.json")
     assert pairs["n"] == train["pairs"] >= 1
     assert (run_dir / "iter_1" / "model" / "model.safetensors").is_file()
-    assert "iter 1" in result.stdout and "training:" in result.stdout
+    assert "iteration 1" in result.stdout and "training:" in result.stdout

@@ -58,13 +58,13 @@ def _eval_table(result: dict[str, Any]) -> Table:
 def print_summary(summary: dict[str, Any], console: Console, run_dir: str) -> None:
     console.print(f"\n[bold]run directory:[/bold] {run_dir}")
     for name, it in summary.items():
+        t = int(name.split("_")[1])
+        if t > 0:
+            times = ", ".join(f"{s} {it[s].get('seconds', 0):.0f}s"
+                              for s in ("responses", "translations", "pairs", "train") if s in it)
+            console.print(f"\n[bold]iteration {t}[/bold]  (time: {times})")
+            console.print(_language_table(it))
+            if "train" in it:
+                console.print(_train_line(it["train"]))
         for result in it.get("eval", {}).values():
             console.print(_eval_table(result))
-        if name == "iter_0":
-            continue
-        times = ", ".join(f"{s} {it[s].get('seconds', 0):.0f}s" for s in ("responses", "translations", "pairs", "train")
-                          if s in it)
-        console.print(f"\n[bold]{name.replace('_', ' ')}[/bold]  (time: {times})")
-        console.print(_language_table(it))
-        if "train" in it:
-            console.print(_train_line(it["train"]))
