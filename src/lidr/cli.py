@@ -11,7 +11,9 @@ import typer
 from rich.console import Console
 
 from lidr.chat import ChatTemplateError
-from lidr.config import ConfigError, RunConfig, demo_config, load_config, parse_config
+from pydantic import ValidationError
+
+from lidr.config import ConfigError, RunConfig, _format_error, demo_config, load_config, parse_config
 from lidr.data.prompts import DataError
 from lidr.languages import UnknownLanguageError
 from lidr.models import ModelError
@@ -101,6 +103,57 @@ def demo(
     except USER_ERRORS as err:
         _fail(err)
     _execute(cfg, output, None)
+
+
+@app.command("eval")
+def eval_(
+    model: str = typer.Option(..., "--model", help="model directory, hub id, or bundled:smollm2-135m-instruct"),
+    task: str = typer.Option(..., "--task", help="mgsm | x_alpacaeval | fidelity | lm_eval"),
+    data: list[str] = typer.Option([], "--data", help="data file(s): one path with {lang}, or files named by language"),
+    languages: list[str] = typer.Option([], "--languages", help="language codes (repeat, or comma-separated)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N items per language"),
+    judge: Optional[str] = typer.Option(None, "--judge", help="x_alpacaeval: the judge model"),
+    baseline: Optional[str] = typer.Option(None, "--baseline",
+                                           help="x_alpacaeval: model_outputs.json per language ({lang} template)"),
+    families: list[str] = typer.Option([], "--families", help="lm_eval: task families (m_mmlu, arc, ...)"),
+    template: str = typer.Option("mgsm", "--template", help="mgsm: instruction preset or template with {question}"),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    output: Path = typer.Option(..., "--output", "-o", help="folder for <task>.json and raw outputs"),
+) -> None:
+    """Evaluate one model on one task; writes OUTPUT/<task>.json plus raw generations."""
+    from lidr.config import EvalTaskConfig
+    from lidr.evaluate.runner import check_task, run_task
+    from lidr.models import resolve_model
+    from lidr.pipeline import _metrics_line
+
+    langs = [code for item in languages for code in item.split(",") if code]
+    try:
+        spec = EvalTaskConfig.model_validate(dict(
+            task=task, data=data, languages=langs or None, limit=limit, judge=judge, baseline=baseline,
+            families=[f for item in families for f in item.split(",") if f], template=template,
+            max_new_tokens=max_new_tokens, batch_size=batch_size))
+    except ValidationError as err:
+        _fail(ConfigError(_format_error(err, "(command line)")))
+    try:
+        check_task(spec, langs, None)
+        model_path = resolve_model(model)
+        _quiet_libraries()
+        result = run_task(spec, model_path, model, output, langs)
+    except USER_ERRORS as err:
+        _fail(err)
+    typer.echo(f"{spec.task}: " + _metrics_line(result))
+    typer.echo(f"written to {output / (spec.task + '.json')}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
+    """Write RUN_DIR/report.md and plots from the run's saved results (no model needed)."""
+    from lidr.report import build_report
+
+    if not (run_dir / "config.yaml").is_file():
+        _fail(RunDirError(f"{run_dir} is not a lidr run directory (no config.yaml)"))
+    typer.echo(f"report written to {build_report(run_dir)}")
 
 
 @app.command()
