@@ -146,6 +146,46 @@ def eval_(
     typer.echo(f"written to {output / (spec.task + '.json')}")
 
 
+@app.command("translate-prompts")
+def translate_prompts_cmd(
+    model: str = typer.Option(..., "--model", help="the translating model: directory, hub id, or bundled:..."),
+    input: Path = typer.Option(..., "--input", help="prompts in the source language (jsonl/json/csv/parquet)"),
+    languages: list[str] = typer.Option(..., "--languages", help="target codes (repeat, or comma-separated)"),
+    source: str = typer.Option("en", "--source", help="language of the input prompts"),
+    text_key: str = typer.Option("instruction", "--text-key"),
+    id_key: Optional[str] = typer.Option("id", "--id-key", help="id column ('' = row number)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    output: Path = typer.Option(..., "--output", "-o", help="folder for the aligned {lang}.jsonl files"),
+) -> None:
+    """Translate English-only prompts into aligned prompt files that `lidr run` reads."""
+    from lidr.config import PromptSource
+    from lidr.data.prompts import load_aligned
+    from lidr.engines import Sampling, make_engine
+    from lidr.languages import get_language
+    from lidr.models import resolve_model
+    from lidr.stages.translate_prompts import translate_prompts
+
+    targets = [code for item in languages for code in item.split(",") if code]
+    try:
+        for code in [source, *targets]:
+            get_language(code)
+        src = PromptSource(paths={source: str(input)}, text_key=text_key, id_key=id_key or None, limit=limit)
+        prompts = load_aligned(src, [source], None)[source]
+        model_path = resolve_model(model)
+    except USER_ERRORS as err:
+        _fail(err)
+    _quiet_libraries()
+    stats = translate_prompts(
+        prompts, targets, output, lambda: make_engine("hf", model_path, batch_size=batch_size),
+        sampling=Sampling(repetition_penalty=1.1), max_new_tokens=max_new_tokens, text_key=text_key)
+    failed = "; ".join(f"{lang}: {sum(c.values())} failed" + (f" {c}" if c else "")
+                       for lang, c in stats["failed"].items())
+    typer.echo(f"{stats['kept']} of {stats['prompts']} prompts translated into every language ({failed})")
+    typer.echo(f"written to {output}/{{lang}}.jsonl; use path: {output}/{{lang}}.jsonl in a run config")
+
+
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
     """Write RUN_DIR/report.md and plots from the run's saved results (no model needed)."""

@@ -258,7 +258,10 @@ def load_config(path: str | Path) -> tuple[RunConfig, Path]:
 
 
 def demo_config(limit: int | None = None, iterations: int = 2) -> RunConfig:
-    """The embedded default run: bundled SmolLM2 and bundled prompts, sized for a 2-core CPU."""
+    """The embedded default run: bundled SmolLM2 and bundled prompts, sized for a 2-core CPU.
+
+    `limit` shrinks the prompts per language and the held-out evaluation alike.
+    """
     blocks = [{"path": f"bundled:demo/iter_{i}/{{lang}}.jsonl", "limit": 12} for i in (1, 2)]
     data = {
         "name": "demo",
@@ -274,7 +277,8 @@ def demo_config(limit: int | None = None, iterations: int = 2) -> RunConfig:
         # Held-out arithmetic, disjoint from the training prompts: accuracy and off-target
         # (answers not in the question's language) of M0, M1, M2.
         "evaluation": {"tasks": [{"task": "mgsm", "data": ["bundled:demo/heldout_math/{lang}.jsonl"],
-                                  "limit": 20, "max_new_tokens": 160, "batch_size": 32}]},
+                                  "limit": min(20, limit or 20), "max_new_tokens": 160,
+                                  "batch_size": 32}]},
     }
     return parse_config(data, "demo")
 

@@ -117,6 +117,8 @@ def evaluate_mgsm(
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Accuracy and off-target rate per language; writes mgsm.json and mgsm_generations.jsonl."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
     text = resolve_template(template)
     items = {lang: load_math_items(path)[:limit] for lang, path in files.items()}
     requests = [

@@ -1,0 +1,86 @@
+"""Language fidelity: does the model answer in the language it was asked in?
+
+`evaluate_fidelity` sends each prompt as it is (no wrapper asking for a language: the
+prompt's own language is the request) and writes `fidelity.json` (see `evaluate.base`)
+and `fidelity_generations.jsonl`. `fidelity_of_records` scores text that another stage
+already generated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from lidr.config import ConfigError
+from lidr.data.prompts import DataError, read_records
+from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
+from lidr.evaluate.base import text_of, write_result
+from lidr.evaluate.langid import detect_language
+from lidr.store import write_text_atomic
+
+TOP_DETECTED = 5  # languages kept in each histogram; the long tail is noise from short texts
+NO_LANGUAGE = "none"  # histogram key for texts with no letters (detect_language gives None)
+
+
+def summarize_detections(pairs: list[tuple[str, str | None]]) -> dict[str, dict[str, Any]]:
+    """(requested, detected) language pairs -> per requested language: n, fidelity, detected."""
+    by_lang: dict[str, list[str | None]] = {}
+    for requested, detected in pairs:
+        by_lang.setdefault(requested, []).append(detected)
+    return {
+        lang: {
+            "n": len(found),
+            "fidelity": sum(d == lang for d in found) / len(found),
+            "detected": dict(Counter(d or NO_LANGUAGE for d in found).most_common(TOP_DETECTED)),
+        }
+        for lang, found in by_lang.items()
+    }
+
+
+def fidelity_of_records(
+    records: list[dict[str, Any]], text_key: str = "response", language_key: str = "language"
+) -> dict[str, dict[str, Any]]:
+    """Fidelity per language of already generated texts (e.g. a responses stage's rows)."""
+    return summarize_detections([(r[language_key], detect_language(r[text_key])[0]) for r in records])
+
+
+def _load_prompts(path: Path) -> list[dict[str, str]]:
+    prompts = [
+        {"id": str(rec["id"]) if rec.get("id") is not None else str(row), "prompt": text_of(rec, where)}
+        for row, (where, rec) in enumerate(read_records(Path(path)))
+    ]
+    if not prompts:
+        raise DataError(f"{path}: no prompts")
+    return prompts
+
+
+def evaluate_fidelity(
+    engine: Engine, files: dict[str, Path], out_dir: Path, *, model_name: str, limit: int | None = None,
+    max_new_tokens: int = 256, sampling: Sampling | None = None, progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Share of responses in each prompt's language; writes fidelity.json and fidelity_generations.jsonl."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
+    prompts = [(lang, p) for lang, path in files.items() for p in _load_prompts(path)[:limit]]
+    requests = [
+        ChatRequest(id=f"{lang}:{p['id']}", messages=[{"role": "user", "content": p["prompt"]}],
+                    max_new_tokens=max_new_tokens)
+        for lang, p in prompts
+    ]
+    completions = engine.generate(requests, sampling or Sampling(), progress)
+    rows = []
+    for (lang, p), c in zip(prompts, completions):
+        detected, confidence = detect_language(c.text)
+        rows.append({
+            "id": p["id"], "language": lang, "prompt": p["prompt"], "response": c.text,
+            "detected_language": detected, "confidence": round(confidence, 4),
+            "in_language": detected == lang, "finish_reason": c.finish_reason,
+        })
+
+    out_dir = Path(out_dir)
+    write_text_atomic(out_dir / "fidelity_generations.jsonl",
+                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    languages = summarize_detections([(r["language"], r["detected_language"]) for r in rows])
+    return write_result(out_dir, "fidelity", model_name, languages, max_new_tokens=max_new_tokens)

@@ -1,0 +1,61 @@
+"""Language fidelity: scoring hand-written texts, and a real run of SmolLM2 on demo prompts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lidr.data.prompts import resolve_path
+from lidr.evaluate.fidelity import evaluate_fidelity, fidelity_of_records
+from lidr.store import read_json
+
+
+def test_fidelity_of_records_on_known_texts():
+    records = [
+        {"lang": "en", "text": "The weather is lovely today, so we will walk to the park after lunch."},
+        {"lang": "en", "text": "Hoy hace muy buen tiempo, así que iremos al parque después de comer."},
+        {"lang": "es", "text": "Me gusta mucho leer libros de historia por la noche antes de dormir."},
+        {"lang": "de", "text": "Ich trinke jeden Morgen eine Tasse Kaffee und lese die Zeitung."},
+        {"lang": "de", "text": "12 + 5 = 17"},
+    ]
+    result = fidelity_of_records(records, text_key="text", language_key="lang")
+    assert result["en"] == {"n": 2, "fidelity": 0.5, "detected": {"en": 1, "es": 1}}
+    assert result["es"] == {"n": 1, "fidelity": 1.0, "detected": {"es": 1}}
+    # A text with no letters is in no language: it counts against fidelity.
+    assert result["de"] == {"n": 2, "fidelity": 0.5, "detected": {"de": 1, "none": 1}}
+
+
+@pytest.fixture(scope="module")
+def engine(smollm2_dir):
+    from lidr.engines import make_engine
+
+    eng = make_engine("hf", str(smollm2_dir), batch_size=4)
+    yield eng
+    eng.close()
+
+
+def test_fidelity_on_smollm2(engine, tmp_path):
+    langs = ["en", "es"]
+    files = {lang: resolve_path(f"bundled:demo/iter_1/{lang}.jsonl", None) for lang in langs}
+    result = evaluate_fidelity(engine, files, tmp_path, model_name="smollm2", limit=2, max_new_tokens=64)
+
+    assert read_json(tmp_path / "fidelity.json") == result
+    assert result["task"] == "fidelity" and result["model"] == "smollm2"
+    rows = [json.loads(line) for line in (tmp_path / "fidelity_generations.jsonl").read_text().splitlines()]
+    assert [(r["language"], r["id"]) for r in rows] == [
+        (lang, pid) for lang in langs for pid in ("demo1-001", "demo1-002")]
+    assert all(r["response"].strip() for r in rows)
+    for r in rows:
+        assert r["in_language"] == (r["detected_language"] == r["language"])
+        assert 0.0 <= r["confidence"] <= 1.0
+    for lang in langs:
+        stats, mine = result["languages"][lang], [r for r in rows if r["language"] == lang]
+        assert stats["n"] == 2
+        assert stats["fidelity"] == pytest.approx(sum(r["in_language"] for r in mine) / 2)
+        assert sum(stats["detected"].values()) == 2
+        assert stats["detected"].get(lang, 0) == sum(r["in_language"] for r in mine)
+    # The model is English-dominant: its English answers are English.
+    assert result["languages"]["en"]["fidelity"] == 1.0
+    # The pure function agrees with the evaluator on the same texts.
+    assert fidelity_of_records(rows) == result["languages"]

@@ -1,0 +1,119 @@
+"""MGSM evaluation: the item loader on every accepted format, and a real run of SmolLM2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lidr.config import ConfigError
+from lidr.data.prompts import DataError, resolve_path
+from lidr.evaluate.answers import answers_match
+from lidr.evaluate.mgsm import MATH_TEMPLATES, evaluate_mgsm, load_math_items, render, resolve_template
+from lidr.store import read_json
+
+
+def _write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
+                    encoding="utf-8")
+    return path
+
+
+def test_load_mgsm_format(tmp_path):
+    path = _write_jsonl(tmp_path / "mgsm_es.jsonl", [{"query": "¿2 + 2?", "response": "4"},
+                                                      {"query": "¿10 * 100?", "response": "1,000"}])
+    assert load_math_items(path) == [{"id": "0", "question": "¿2 + 2?", "gold": "4"},
+                                     {"id": "1", "question": "¿10 * 100?", "gold": "1,000"}]
+
+
+def test_load_gsm8k_formats(tmp_path):
+    translated = _write_jsonl(tmp_path / "de.jsonl", [
+        {"id": "degsm8k_0", "instruction": "Wie viel ist 70 + 2?", "answer": "", "final_answer": "72"}])
+    assert load_math_items(translated) == [{"id": "degsm8k_0", "question": "Wie viel ist 70 + 2?", "gold": "72"}]
+    openai = _write_jsonl(tmp_path / "en_openai_format.jsonl", [
+        {"question": "What is 70 + 2?", "answer": "70 + 2 = <<70+2=72>>72\n#### 72"}])
+    assert load_math_items(openai) == [{"id": "0", "question": "What is 70 + 2?", "gold": "72"}]
+
+
+def test_load_question_answer_format(tmp_path):
+    path = _write_jsonl(tmp_path / "fr.jsonl", [{"id": "h-1", "question": "36 × 7 ?", "answer": 252},
+                                                {"id": "h-2", "question": "5 / 2 ?", "answer": 2.5}])
+    assert [(i["id"], i["gold"]) for i in load_math_items(path)] == [("h-1", "252"), ("h-2", "2.5")]
+
+
+def test_bundled_heldout_math_loads():
+    items = load_math_items(resolve_path("bundled:demo/heldout_math/de.jsonl", None))
+    assert items and all(i["question"] and i["gold"] for i in items)
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"query": "2 + 2?"', "malformed JSON"),
+    ('{"query": "2 + 2?"}', "no gold answer"),
+    ('{"response": "4"}', "no text under"),
+    ('{"question": "2 + 2?", "answer": "four"}', "has no number"),
+    ('["2 + 2?", "4"]', "expected a JSON object"),
+])
+def test_load_bad_line_names_file_and_line(tmp_path, line, message):
+    path = _write_jsonl(tmp_path / "bad.jsonl", [{"query": "1 + 1?", "response": "2"}, line])
+    with pytest.raises(DataError, match=message) as err:
+        load_math_items(path)
+    assert f"{path}:2" in str(err.value)
+
+
+def test_duplicate_ids_and_empty_file(tmp_path):
+    dup = _write_jsonl(tmp_path / "dup.jsonl", [{"id": 1, "question": "1?", "answer": 1}] * 2)
+    with pytest.raises(DataError, match=f"{dup}:2: duplicate id '1'"):
+        load_math_items(dup)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DataError, match="no math problems"):
+        load_math_items(empty)
+
+
+def test_templates():
+    assert set(MATH_TEMPLATES) >= {"mgsm", "paper_math"}
+    paper = render(resolve_template("paper_math"), "Q?", "es")
+    assert "Please answer in Spanish." in paper and "### Instruction:\nQ?\n\n### Response:" in paper
+    custom = "Réponds en {language}, avec \\boxed{}: {question}"  # other braces are kept as they are
+    assert render(resolve_template(custom), "2+2?", "fr") == "Réponds en French, avec \\boxed{}: 2+2?"
+    with pytest.raises(ConfigError, match="neither a known name"):
+        resolve_template("no_such_template")
+
+
+@pytest.fixture(scope="module")
+def engine(smollm2_dir):
+    from lidr.engines import make_engine
+
+    eng = make_engine("hf", str(smollm2_dir), batch_size=9)
+    yield eng
+    eng.close()
+
+
+def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
+    langs = ["en", "es", "zh"]
+    files = {lang: shared_data / "mgsm" / f"mgsm_{lang}.jsonl" for lang in langs}
+    result = evaluate_mgsm(engine, files, tmp_path, model_name="smollm2", limit=3, max_new_tokens=128)
+
+    on_disk = read_json(tmp_path / "mgsm.json")
+    assert on_disk == result
+    assert result["task"] == "mgsm" and result["model"] == "smollm2" and result["template"] == "mgsm"
+    assert list(result["languages"]) == langs
+
+    rows = [json.loads(line) for line in (tmp_path / "mgsm_generations.jsonl").read_text().splitlines()]
+    assert len(rows) == 9
+    for row in rows:
+        assert set(row) == {"id", "language", "question", "gold", "response", "extracted", "correct",
+                            "detected_language", "finish_reason"}
+        assert row["correct"] == answers_match(row["extracted"], row["gold"])
+        assert row["finish_reason"] in ("stop", "length")
+    assert sum(len(r["response"]) > 20 for r in rows) >= 7  # a real model writes worked answers
+
+    for lang in langs:
+        stats, mine = result["languages"][lang], [r for r in rows if r["language"] == lang]
+        assert stats["n"] == len(mine) == 3
+        assert [r["id"] for r in mine] == ["0", "1", "2"]
+        assert 0 <= stats["accuracy"] <= 1
+        assert stats["correct"] == sum(r["correct"] for r in mine)
+        assert stats["accuracy"] == pytest.approx(stats["correct"] / 3)
+        assert stats["off_target"] == pytest.approx(sum(r["detected_language"] != lang for r in mine) / 3)
