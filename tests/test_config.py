@@ -68,4 +68,4 @@ def test_demo_config_and_diff():
     d = demo_config(limit=3, iterations=3)
     assert d.limit == 3 and len(d.prompts) == 3
     a, b = d.model_dump(mode="json"), demo_config().model_dump(mode="json")
-    assert diff_configs(a, b) == ["iterations", "limit", "prompts"]
+    assert diff_configs(a, b) == ["evaluation.tasks", "iterations", "limit", "prompts"]

@@ -43,7 +43,7 @@ def test_judge_prompt_is_alpacaeval2_with_the_language_criterion():
     ("M", "M"), ("m", "m"), ("  m\n", "m"), ("`M`", "M"), ("**m**", "m"), ('"M"', "M"), ("'m'", "m"),
     ("[[M]]", "M"), ("M.", "M"), ("Model M is better", "M"), ("The best model is m.", "m"),
     ("m or M", "m"), ("## Best Model Identifier\nM", "M"),
-    ("", INVALID), ("Model", INVALID), ("I'm not sure", INVALID), ("mM", INVALID), ("m2", INVALID),
+    ("", INVALID), ("Model", INVALID), ("I'm not sure", INVALID), ("mM", INVALID), ("m2", INVALID), ("m's", INVALID),
     ("Both are good.", INVALID),
 ])
 def test_parse_verdict(completion, verdict):
@@ -128,6 +128,8 @@ def run(engine, shared_data, tmp_path_factory):
         model_name="smollm2-135m", judge_engine=engine, judge_name="smollm2-135m-judge",
         baseline={lang: data / "reference" / REFERENCE / f"{lang}.json" for lang in ("en", "es")},
         limit=2, max_new_tokens=48,
+        # SmolLM2 says "The best model identifier is:\n\nm": give it room to reach the identifier.
+        judge_max_new_tokens=16,
     )
     out = tmp_path_factory.mktemp("x_alpacaeval")
     result = evaluate_x_alpacaeval(engine, out_dir=out, **kwargs)
@@ -193,10 +195,10 @@ def test_interrupted_judging_resumes(run, engine, tmp_path):
     resumed = tmp_path / "resumed"
     shutil.copytree(out, resumed)
     cache = resumed / "x_alpacaeval_judge_cache.jsonl"
-    kept = _lines(cache)[:5]
+    kept = _lines(cache)[:7]
     cache.write_text("\n".join(kept) + '\n{"key": "3f2', encoding="utf-8")  # killed mid-line
     evaluate_x_alpacaeval(engine, out_dir=resumed, **kwargs)
     lines = _lines(cache)
-    assert lines[:5] == kept  # earlier judgments kept, not redone
-    assert len(lines) == 5 + 1 + 3  # the cut line, then only the 3 missing judgments
+    assert lines[:7] == kept  # earlier judgments kept, not redone
+    assert len(lines) == 7 + 1 + 1  # the cut line, then only the missing judgment
     assert len(_read_cache(cache)) == 8

@@ -1,6 +1,7 @@
 """The pairing rule of the method, on hand-made records."""
 
-from lidr.stages.pairs import build_pairs, is_translation_request, translation_task_ids
+from lidr.stages.filters import is_translation_request
+from lidr.stages.pairs import build_pairs, translation_task_ids
 
 
 def resp(pid, lang, text, prompt=None):
@@ -48,7 +49,7 @@ def test_failed_identical_and_empty_are_dropped_and_counted():
 def test_translation_task_prompts_copy_or_skip():
     responses = [resp("t", "en", "Je t'aime", prompt="Translate into French: I love you"),
                  resp("t", "es", "Te quiero")]
-    ids = translation_task_ids(responses, "en", set(), detect=True)
+    ids = translation_task_ids(responses, set(), detect=True)
     assert ids == {"t"}
     pairs, stats = build_pairs(responses, [], "en", ["es"], ids, translation_tasks="copy")
     es = [p for p in pairs if p["language"] == "es"][0]

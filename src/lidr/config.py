@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lidr.languages import get_language
+from lidr.stages.filters import GatesConfig
 
 BUNDLED_MODEL = "bundled:smollm2-135m-instruct"
 
@@ -104,6 +105,8 @@ class TranslationConfig(_Section):
 
 class PairsConfig(_Section):
     dominant_pairs: bool = True
+    # Quality gates between translation and training (stages/filters.py).
+    gates: GatesConfig = Field(default_factory=GatesConfig)
     # Prompts that are themselves translation requests: "copy" pairs the untranslated answers
     # (the answer's language is set by the request, not by the prompt's language), "skip" drops them.
     translation_tasks: Literal["copy", "skip"] = "copy"

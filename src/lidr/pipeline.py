@@ -30,6 +30,7 @@ from lidr.engines import Sampling, make_engine
 from lidr.evaluate.runner import check_task, run_task
 from lidr.models import resolve_model
 from lidr.stages import generate, pairs, train, translate
+from lidr.stages.filters import apply_gates
 from lidr.store import DONE, RunDirError, is_done, read_json, read_records as read_stage, run_sharded, \
     write_json_atomic, write_parquet_atomic, write_text_atomic
 
@@ -176,8 +177,7 @@ class Pipeline:
 
     def _task_ids(self, responses: list[dict[str, Any]]) -> set[str]:
         p = self.cfg.pairs
-        return pairs.translation_task_ids(responses, self.cfg.dominant_language, self.task_ids,
-                                          p.detect_translation_tasks)
+        return pairs.translation_task_ids(responses, self.task_ids, p.detect_translation_tasks)
 
     def _translate(self, plan: IterationPlan, engine_factory: Callable) -> None:
         cfg, out = self.cfg, plan.stage_dir("translations")
@@ -206,11 +206,17 @@ class Pipeline:
         rows, stats = pairs.build_pairs(
             responses, translations, cfg.dominant_language, cfg.languages, self._task_ids(responses),
             cfg.pairs.translation_tasks, cfg.pairs.dominant_pairs)
+        gates = cfg.pairs.gates
+        rows, gate_stats = apply_gates(rows, gates, math=gates.answer_consistency)
+        for lang, dropped in gate_stats.items():
+            stats[lang]["kept"] = sum(1 for r in rows if r["language"] == lang)
+            stats[lang]["gates"] = dropped
         for r in rows:
             r["iteration"] = plan.t
         if rows:
             write_parquet_atomic(out / "pairs.parquet", rows)
-        summary = {"n": len(rows), "languages": stats, "seconds": round(time.perf_counter() - t0, 3)}
+        summary = {"n": len(rows), "languages": stats, "gates_enabled": gates.enabled,
+                   "seconds": round(time.perf_counter() - t0, 3)}
         write_json_atomic(out / DONE, summary)
         kept = ", ".join(f"{lang} {s['kept']}" for lang, s in stats.items())
         self.console.log(f"iteration {plan.t}: {len(rows)} pairs kept ({kept})")

@@ -37,7 +37,8 @@ def _language_table(it: dict[str, Any]) -> Table:
         parsed = sum(d["parsed"] for d in into)
         failed = sum(d["failed"] for d in into)
         p = pairs.get(lang, {})
-        dropped = ", ".join(f"{k} {v}" for k, v in sorted(p.get("dropped", {}).items())) or "-"
+        reasons = {**p.get("dropped", {}), **{f"gate:{k}": v for k, v in p.get("gates", {}).items()}}
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "-"
         table.add_row(lang, str(r.get("responses", "-")), str(r.get("truncated", "-")),
                       f"{parsed}/{failed}" if into else "-", str(p.get("kept", "-")), dropped)
     return table

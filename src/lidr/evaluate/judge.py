@@ -81,9 +81,9 @@ INVALID = "invalid"
 PROMPT_VERSION = hashlib.sha256((JUDGE_SYSTEM_PROMPT + JUDGE_USER_PROMPT).encode()).hexdigest()[:12]
 
 _PLACEHOLDER_RE = re.compile(r"\{(instruction|output_1|output_2)\}")
-# A lone m/M: not part of a word ("Model", "I'm", "m2"), whatever quotes, backticks, asterisks
-# or brackets surround it ("`M`", "**m**", "[[M]]", "M.").
-_IDENTIFIER_RE = re.compile(r"(?<![\w'’-])[mM](?![\w'’-])")
+# A lone m/M: not part of a word ("Model", "I'm", "m's", "m2"), whatever quotes, backticks,
+# asterisks or brackets surround it ("'m'", "`M`", "**m**", "[[M]]", "M.").
+_IDENTIFIER_RE = re.compile(r"(?<![\w-])(?<!\w['’])[mM](?![\w-])(?!['’]\w)")
 
 
 def judge_messages(instruction: str, output_1: str, output_2: str) -> list[dict[str, str]]:
@@ -95,7 +95,7 @@ def judge_messages(instruction: str, output_1: str, output_2: str) -> list[dict[
 
 
 def parse_verdict(text: str) -> str:
-    """"m" or "M": the first identifier in the judge's completion; else "invalid"."""
+    """The first identifier ("m" or "M") in the judge's completion; "invalid" when there is none."""
     match = _IDENTIFIER_RE.search(text)
     return match.group() if match else INVALID
 
@@ -184,26 +184,32 @@ def generate_outputs(
 ) -> dict[str, list[dict[str, Any]]]:
     """Answer every language's instructions; write them as alpaca_eval model_outputs.json.
 
-    A language whose file already holds this model's answers to the same ids is reused, so an
-    interrupted evaluation resumes language by language.
+    A language whose file already holds this model's answers to the same ids is reused, not
+    regenerated: a re-run (or a second judge on the same outputs) costs no generation.
     """
     sampling = sampling or Sampling()  # greedy
     out: dict[str, list[dict[str, Any]]] = {}
+    todo: dict[str, list[dict[str, Any]]] = {}
     for lang, path in files.items():
         rows = _instructions(Path(path), limit)
-        target = Path(out_dir) / "x_alpacaeval_outputs" / f"{lang}.json"
-        reused = _reusable(target, rows, model_name)
+        reused = _reusable(_outputs_path(out_dir, lang), rows, model_name)
         if reused is not None:
             out[lang] = reused
-            continue
-        requests = [ChatRequest(id=f"{lang}:{r['id']}", messages=[{"role": "user", "content": r["instruction"]}],
-                                max_new_tokens=max_new_tokens) for r in rows]
-        completions = engine.generate(requests, sampling, progress)
+        else:
+            todo[lang] = rows
+    # One engine call for every language left: batches fill up across languages.
+    requests = [ChatRequest(id=f"{lang}:{r['id']}", messages=[{"role": "user", "content": r["instruction"]}],
+                            max_new_tokens=max_new_tokens) for lang, rows in todo.items() for r in rows]
+    completions = iter(engine.generate(requests, sampling, progress) if requests else [])
+    for lang, rows in todo.items():
         out[lang] = [{"generator": model_name, "dataset": r["dataset"], "id": r["id"],
-                      "instruction": r["instruction"], "output": c.text.strip()}
-                     for r, c in zip(rows, completions)]
-        write_json_atomic(target, out[lang])
-    return out
+                      "instruction": r["instruction"], "output": next(completions).text.strip()} for r in rows]
+        write_json_atomic(_outputs_path(out_dir, lang), out[lang])
+    return {lang: out[lang] for lang in files}
+
+
+def _outputs_path(out_dir: Path, lang: str) -> Path:
+    return Path(out_dir) / "x_alpacaeval_outputs" / f"{lang}.json"
 
 
 # --- judging -------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def _x_alpacaeval(task, engine, model_path, files, out_dir, model_name, langs, b
     try:
         return evaluate_x_alpacaeval(engine, files, out_dir, model_name=model_name, judge_engine=judge_engine,
                                      judge_name=task.judge, baseline=baseline, limit=task.limit,
-                                     max_new_tokens=task.max_new_tokens)
+                                     max_new_tokens=task.max_new_tokens, judge_max_new_tokens=16)
     finally:
         if judge_engine is not engine:
             judge_engine.close()

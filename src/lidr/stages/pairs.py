@@ -17,27 +17,19 @@ preference format (prompt / chosen / rejected as lists of chat messages).
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-# An English prompt asking for a translation ("Translate this sentence into French",
-# "Translation of 'hello' in Spanish"). Prompts are aligned, so the dominant-language
-# prompt decides for every language of the same id.
-_TRANSLATION_REQUEST = re.compile(r"\btranslat(e|es|ed|ing|ion)\b", re.IGNORECASE)
+from lidr.stages.filters import is_translation_request
 
 
-def is_translation_request(english_prompt: str) -> bool:
-    return bool(_TRANSLATION_REQUEST.search(english_prompt))
-
-
-def translation_task_ids(
-    responses: list[dict[str, Any]], dominant: str, listed: set[str], detect: bool
-) -> set[str]:
+def translation_task_ids(responses: list[dict[str, Any]], listed: set[str], detect: bool) -> set[str]:
+    """Listed ids, plus (with `detect`) prompts that ask for a translation in any language;
+    prompts are aligned, so a request found in one language flags the id in all."""
     ids = set(listed)
     if detect:
-        ids |= {r["prompt_id"] for r in responses if r["language"] == dominant and is_translation_request(r["prompt"])}
+        ids |= {r["prompt_id"] for r in responses if is_translation_request(r["prompt"])}
     return ids
 
 

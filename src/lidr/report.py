@@ -1,0 +1,335 @@
+"""The run report: tables and plots across iterations and languages, from saved files only.
+
+    run_dir/report.md                    one table per (task, metric), pairs, stage times
+    run_dir/plots/<task>_<metric>.png    metric per language across iterations
+
+Everything is discovered from the run directory (`iter_<t>/eval/<task>.json` as written by
+`lidr.evaluate.base.write_result`, `iter_<t>/<stage>/_done.json`), so a new evaluation task
+or metric shows up without a change here, and a report can be rebuilt without a model.
+Column M<t> is the model evaluated in `iter_<t>/eval` (M0 = the starting model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lidr.store import DONE, write_text_atomic
+
+# Metrics reported in percent (alpaca_eval's convention); every other metric whose values
+# all lie in [0, 1] is a rate. Matched as substrings, so `lc_win_rate` is a percent too.
+PERCENT_METRICS = ("win_rate", "standard_error")
+# Stage order in the time table; stages not listed here follow alphabetically.
+STAGE_ORDER = ("responses", "translations", "pairs", "train", "eval")
+
+
+@dataclass
+class RunResults:
+    """Everything the report reads, gathered once from the run directory."""
+
+    iterations: list[int]
+    # task -> iteration -> the result file's "languages" dict
+    evals: dict[str, dict[int, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    # iteration -> stage -> that stage's _done.json
+    stages: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # files that exist but could not be read as results: (path, why)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+# ---- reading the run directory --------------------------------------------------------------
+
+def _iteration_dirs(run_dir: Path) -> dict[int, Path]:
+    found = {}
+    for p in run_dir.glob("iter_*"):
+        suffix = p.name.removeprefix("iter_")
+        if p.is_dir() and suffix.isdigit():
+            found[int(suffix)] = p
+    return dict(sorted(found.items()))
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_run(run_dir: Path) -> RunResults:
+    run_dir = Path(run_dir)
+    iters = _iteration_dirs(run_dir)
+    res = RunResults(iterations=list(iters))
+    for t, it_dir in iters.items():
+        _load_evals(it_dir / "eval", t, res)
+        for done in sorted(it_dir.glob(f"*/{DONE}")):
+            if done.parent.name == "eval":
+                continue
+            try:
+                res.stages.setdefault(t, {})[done.parent.name] = _read_json(done)
+            except (OSError, ValueError) as e:
+                res.skipped.append((done, str(e)))
+    return res
+
+
+def _load_evals(eval_dir: Path, t: int, res: RunResults) -> None:
+    # Raw outputs (lm-eval's raw json, model_outputs) live next to the results: only files
+    # shaped like a result ({"languages": {lang: {...}}}) are results.
+    for path in sorted(eval_dir.glob("*.json")):
+        try:
+            data = _read_json(path)
+        except (OSError, ValueError) as e:
+            res.skipped.append((path, f"unreadable: {e}"))
+            continue
+        langs = data.get("languages") if isinstance(data, dict) else None
+        if isinstance(langs, dict) and all(isinstance(v, dict) for v in langs.values()):
+            res.evals.setdefault(path.stem, {})[t] = langs
+
+
+def numeric_metrics(per_iter: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
+    """Metric names with a number somewhere, in first-seen order; not `n`, not dicts/lists."""
+    names: dict[str, None] = {}
+    for langs in per_iter.values():
+        for values in langs.values():
+            for key, v in values.items():
+                if key != "n" and _is_number(v):
+                    names.setdefault(key)
+    return list(names)
+
+
+def _is_number(v: Any) -> bool:
+    # bool is an int in Python, but a flag is not a metric.
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _languages(per_iter: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
+    """Languages in the order the result files list them (M0's order first)."""
+    seen: dict[str, None] = {}
+    for t in sorted(per_iter):
+        for lang in per_iter[t]:
+            seen.setdefault(lang)
+    return list(seen)
+
+
+# ---- formatting -----------------------------------------------------------------------------
+
+def number_format(metric: str, values: list[float | int]) -> str:
+    """One format per table, so a column lines up: percent .1f, count d, rate .3f, else .2f."""
+    if any(p in metric for p in PERCENT_METRICS):
+        return ".1f"
+    if values and all(isinstance(v, int) for v in values):
+        return "d"
+    if all(0.0 <= v <= 1.0 for v in values):
+        return ".3f"
+    return ".2f"
+
+
+def _fmt(v: float, spec: str, signed: bool = False) -> str:
+    if spec == "d":
+        v = int(round(v))
+    return format(v, ("+" if signed else "") + spec)
+
+
+def _cell(value: float | None, base: float | None, spec: str, show_delta: bool) -> str:
+    if value is None:
+        return "-"
+    text = _fmt(value, spec)
+    if show_delta and base is not None:
+        text += f" ({_fmt(value - base, spec, signed=True)})"
+    return text
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+# ---- report sections ------------------------------------------------------------------------
+
+def metric_table(metric: str, per_iter: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
+    """Rows = languages, columns = M<t> with the delta against M0, then n per model."""
+    iters = sorted(per_iter)
+    langs = _languages(per_iter)
+
+    def value(t: int, lang: str) -> float | int | None:
+        v = per_iter[t].get(lang, {}).get(metric)
+        return v if _is_number(v) else None
+
+    values = [v for t in iters for lang in langs if (v := value(t, lang)) is not None]
+    spec = number_format(metric, values)
+    rows = []
+    for lang in langs:
+        base = value(0, lang) if 0 in per_iter else None
+        cells = [_cell(value(t, lang), base, spec, show_delta=t != 0) for t in iters]
+        rows.append([lang, *cells, _n_cell(per_iter, iters, lang)])
+    mean = _mean_row(per_iter, iters, langs, value, spec)
+    if mean:
+        rows.append(mean)
+    return _table(["language", *(f"M{t}" for t in iters), "n"], rows)
+
+
+def _n_cell(per_iter: dict[int, dict[str, dict[str, Any]]], iters: list[int], lang: str) -> str:
+    """One n when every model saw the same number of items, else n per model (M0/M1/...)."""
+    ns = [per_iter[t].get(lang, {}).get("n") for t in iters]
+    ns = ["-" if n is None else str(n) for n in ns]
+    return ns[0] if len(set(ns)) == 1 else "/".join(ns)
+
+
+def _mean_row(per_iter, iters, langs, value, spec) -> list[str] | None:
+    """The unweighted mean over languages (the paper's 'average'); only when every model
+    has every language, since a mean over different language sets would not compare.
+    Not for counts (a mean of per-language counts is no quantity anyone reads)."""
+    if len(langs) < 2 or spec == "d":
+        return None
+    grid = {t: [value(t, lang) for lang in langs] for t in iters}
+    if any(v is None for vs in grid.values() for v in vs):
+        return None
+    means = {t: sum(vs) / len(vs) for t, vs in grid.items()}
+    base = means.get(0)
+    return ["**mean**", *(_cell(means[t], base, spec, t != 0) for t in iters), ""]
+
+
+def eval_section(res: RunResults, plots: dict[tuple[str, str], Path | None], run_dir: Path) -> list[str]:
+    lines = ["## Evaluation", ""]
+    if not res.evals:
+        return lines + ["No evaluation results in this run (no `iter_<t>/eval/<task>.json`).", ""]
+    lines += ["M<t> is the model evaluated in `iter_<t>/eval`; (±x) is the change against M0.", ""]
+    # An iteration with no results at all is named once, at the top; here only the
+    # iterations that have other tasks' results but not this one.
+    evaluated = sorted({t for per_iter in res.evals.values() for t in per_iter})
+    for task, per_iter in sorted(res.evals.items()):
+        lines += [f"### {task}", ""]
+        missing = [t for t in evaluated if t not in per_iter]
+        if missing:
+            lines += [f"No `{task}` results for {', '.join(f'M{t}' for t in missing)}.", ""]
+        if 0 not in per_iter:
+            lines += ["No M0 result: no deltas.", ""]
+        metrics = numeric_metrics(per_iter)
+        if not metrics:
+            lines += ["No numeric metrics.", ""]
+        for metric in metrics:
+            lines += [f"#### {task}: {metric}", ""]
+            lines += metric_table(metric, per_iter) + [""]
+            png = plots.get((task, metric))
+            if png is not None:
+                lines += [f"![{task} {metric}]({png.relative_to(run_dir).as_posix()})", ""]
+    return lines
+
+
+def pairs_section(res: RunResults) -> list[str]:
+    """Kept and dropped pairs per language, per iteration (iteration t trains M<t> from M<t-1>)."""
+    rows = []
+    for t in res.iterations:
+        done = res.stages.get(t, {}).get("pairs")
+        if not done:
+            continue
+        for lang, s in (done.get("languages") or {}).items():
+            dropped = s.get("dropped") or {}
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "-"
+            rows.append([str(t), lang, str(s.get("kept", "-")), str(sum(dropped.values())), reasons])
+    if not rows:
+        return []
+    return ["## Preference pairs", "", *_table(["iteration", "language", "kept", "dropped", "dropped by reason"],
+                                              rows), ""]
+
+
+def _stage_key(name: str) -> tuple[int, str]:
+    return (STAGE_ORDER.index(name) if name in STAGE_ORDER else len(STAGE_ORDER), name)
+
+
+def timing_section(res: RunResults) -> list[str]:
+    """Seconds per stage per iteration, from each stage's `_done.json`."""
+    stages = sorted({s for st in res.stages.values() for s, d in st.items() if _is_number(d.get("seconds"))},
+                    key=_stage_key)
+    if not stages:
+        return []
+    rows = []
+    for t in res.iterations:
+        st = res.stages.get(t, {})
+        secs = [st.get(s, {}).get("seconds") for s in stages]
+        if all(v is None for v in secs):
+            continue
+        total = sum(v for v in secs if _is_number(v))
+        rows.append([str(t), *("-" if v is None else f"{v:.1f}" for v in secs), f"{total:.1f}"])
+    return ["## Time per stage (seconds)", "", *_table(["iteration", *stages, "total"], rows), ""]
+
+
+def availability_section(res: RunResults) -> list[str]:
+    lines = []
+    with_results = {t for per_iter in res.evals.values() for t in per_iter}
+    without = [t for t in res.iterations if t not in with_results]
+    if without:
+        lines.append("Iterations with no evaluation results: " + ", ".join(f"M{t} (`iter_{t}`)" for t in without))
+    for path, why in res.skipped:
+        lines.append(f"Skipped `{path}`: {why}")
+    return lines + [""] if lines else []
+
+
+# ---- plots ----------------------------------------------------------------------------------
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", text)
+
+
+def plot_metric(task: str, metric: str, per_iter: dict[int, dict[str, dict[str, Any]]], path: Path) -> None:
+    """One line per language, x = iteration. Uses the Agg canvas directly (no pyplot), so no
+    global backend is switched and nothing needs a display."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    iters = sorted(per_iter)
+    for lang in _languages(per_iter):
+        pts = [(t, per_iter[t][lang][metric]) for t in iters
+               if _is_number(per_iter[t].get(lang, {}).get(metric))]
+        if pts:
+            ax.plot([t for t, _ in pts], [v for _, v in pts], marker="o", label=lang)
+    ax.set_xticks(iters, [f"M{t}" for t in iters])
+    ax.set_xlabel("model (iteration)")
+    ax.set_ylabel(metric + (" (%)" if any(p in metric for p in PERCENT_METRICS) else ""))
+    ax.set_title(f"{task}: {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend(title="language", fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+
+
+def make_plots(res: RunResults, plot_dir: Path) -> tuple[dict[tuple[str, str], Path | None], str | None]:
+    """(task, metric) -> png path; a note instead when matplotlib is missing (the tables
+    are the report; plots are a view of them)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return {}, "Plots skipped: matplotlib is not installed (`pip install matplotlib`)."
+    plots: dict[tuple[str, str], Path | None] = {}
+    for task, per_iter in sorted(res.evals.items()):
+        for metric in numeric_metrics(per_iter):
+            path = plot_dir / f"{_safe_name(task)}_{_safe_name(metric)}.png"
+            plot_metric(task, metric, per_iter, path)
+            plots[(task, metric)] = path
+    return plots, None
+
+
+# ---- entry point ----------------------------------------------------------------------------
+
+def build_report(run_dir: Path) -> Path:
+    """Write `run_dir/report.md` and `run_dir/plots/*.png` from the saved results; returns
+    the report's path."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    res = load_run(run_dir)
+    plots, plot_note = make_plots(res, run_dir / "plots")
+    lines = [f"# lidr report: {run_dir.name}", ""]
+    lines += availability_section(res)
+    if plot_note:
+        lines += [plot_note, ""]
+    lines += eval_section(res, plots, run_dir)
+    lines += pairs_section(res)
+    lines += timing_section(res)
+    out = run_dir / "report.md"
+    write_text_atomic(out, "\n".join(lines).rstrip() + "\n")
+    return out
