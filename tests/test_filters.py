@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from pydantic import ValidationError
 
@@ -19,7 +21,9 @@ from lidr.stages.filters import (
     gate_length_ratio,
     gate_native_wrong_language,
     gate_translation_request,
+    has_char_run,
     is_translation_request,
+    looped_share,
     length_ratio,
     repeat_share,
     repeated_lines,
@@ -156,6 +160,23 @@ def test_wrong_language_native_answer_follows_the_option(lang):
 
 # ------------------------------------------------------------------------------------ degenerate
 
+# Real SmolLM2-135M loops (translations with the paper prompt, greedy, repetition penalty 1.1).
+REAL_LOOPS = {
+    # a 15-word sentence said over and over, and the translation ended at EOS ("ok_unclosed")
+    "long_period_es": (
+        "El cuerdillo de Ember es una manera de destacar la vida y protecionada en el mundo. El cuerdillo "
+        "de Ember es una manera de destacar la vida y protecionada en el mundo. La manera de destacar la "
+        "vida es el cuerdillo de Ember que este cuerdillo de Ember es una manera de destacar la vida y "
+        "protecionada en el mundo.\n\nLa manera de destacar la vida es el cuerdillo de Ember que este "
+        "cuerdillo de Ember es una manera de destacar la vida y protecionada en el mundo. La manera de "
+        "destacar la vida es el cuerdillo de Ember que este cuerdillo de Ember es una manera de destacar "
+        "la vida y protecionada en el mundo."
+    ),
+    "short_period_es": "El cielo tiempo de la que este lado es el que " + "este lo que " * 30,
+    "punctuation_zh": "爱情的生命中，在半天之间，一场被人约束时倒直到结束。\n从上下两个飞机出发，这封领全是无法过的" + "；" * 60,
+    "letters_ru": "Описание назначеного класса «Мифология» и «А-Н-Т-Р-И-К-Д-Ч-Г" + "-Ю" * 40,
+    "doubled_es": "La semana es 302. La semana es 302.",
+}
 LOOP_WORDS = "The answer is " + "the " * 60
 LOOP_SENTENCE = "El cambio que hacemos por el cuerpo es el cambio que hacemos por el cuerpo. " * 4
 LOOP_LINES = "Here is the list:\n" + "- Ich habe die Äpfel gezählt.\n" * 12
@@ -167,7 +188,7 @@ NORMAL = (
 )
 
 
-@pytest.mark.parametrize("loop", [LOOP_WORDS, LOOP_SENTENCE, LOOP_LINES, LOOP_ZH])
+@pytest.mark.parametrize("loop", [LOOP_WORDS, LOOP_SENTENCE, LOOP_LINES, LOOP_ZH, *REAL_LOOPS.values()])
 def test_repetition_loops_are_dropped(loop):
     assert not gate_degenerate(xx_pair("es", loop), CFG, CTX)  # looping translation
     assert not gate_degenerate(en_pair(NATIVE_EN, chosen=loop), CFG, CTX)  # looping chosen
@@ -184,8 +205,23 @@ def test_a_looping_native_rejected_is_kept():
     assert gate_degenerate(xx_pair("es", TEXT["es"], rejected=LOOP_SENTENCE), CFG, CTX)
 
 
+def test_a_long_period_loop_needs_looped_share():
+    # The most repeated 4-gram covers little of a loop whose period is 15 words.
+    loop = REAL_LOOPS["long_period_es"]
+    assert repeat_share(loop) < CFG.max_repeat_ngram_share < 0.9 < looped_share(loop)
+    assert gate_degenerate(xx_pair("es", loop), GatesConfig(max_looped_share=1.0), CTX)
+
+
+def test_rules_and_separators_are_not_character_loops():
+    assert has_char_run("；" * 20) and has_char_run("3" + "0" * 30)
+    assert not any(has_char_run(c * 60) for c in "-=_*#.~`|")
+    table = "| a | b |\n|" + "-" * 40 + "|" + "=" * 40 + "|\n| 1 | 2 |"
+    assert gate_degenerate(en_pair(NATIVE_EN, chosen=NORMAL + "\n\n" + table), CFG, CTX)
+
+
 def test_repetition_measures():
-    assert repeat_share("the " * 40) == 1.0
+    assert repeat_share("the " * 40) == 1.0 and looped_share("the " * 40) == 1.0
+    assert looped_share("a b c d a b c d") == 0.0  # twice is not a loop
     assert repeat_share("a b c d e f g h") == 0.0
     assert repeat_share("") == 0.0
     assert repeated_lines("a line\nb line\na line\na line") == 2
@@ -194,8 +230,9 @@ def test_repetition_measures():
 
 def test_repeated_lines_threshold_is_configurable():
     song = "Chorus line that repeats\nverse one here\n" * 4  # 3 extra copies of each line
-    assert gate_degenerate(en_pair(NATIVE_EN, chosen=song), GatesConfig(max_repeat_ngram_share=1.0), CTX)
-    strict = GatesConfig(max_repeat_ngram_share=1.0, max_repeated_lines=2)
+    loose = GatesConfig(max_repeat_ngram_share=1.0, max_looped_share=1.0)
+    assert gate_degenerate(en_pair(NATIVE_EN, chosen=song), loose, CTX)
+    strict = GatesConfig(max_repeat_ngram_share=1.0, max_looped_share=1.0, max_repeated_lines=2)
     assert not gate_degenerate(en_pair(NATIVE_EN, chosen=song), strict, CTX)
 
 
@@ -325,7 +362,8 @@ def test_translation_request_pairs_with_self_translated_sides_are_dropped():
     prompt = "Traduce esta frase al francés: Te extraño."
     assert not gate_translation_request(xx_pair("es", TEXT["es"], prompt=prompt), CFG, CTX)
     # Flagged by its id (the request was found in another language's prompt):
-    assert not gate_translation_request(en_pair(NATIVE_EN, prompt="Hmm."), CFG, GateContext(request_ids=frozenset({"p1"})))
+    flagged = GateContext(request_ids=frozenset({"p1"}))
+    assert not gate_translation_request(en_pair(NATIVE_EN, prompt="Hmm."), CFG, flagged)
     # pairs.py's copy mode (no self-translation): kept.
     copy = xx_pair("es", "Tu me manques.", prompt=prompt) | {
         "chosen_source": "en response (translation task)", "chosen_origin": None}
@@ -392,6 +430,6 @@ def test_language_id_runs_once_per_text(monkeypatch):
 
 def test_gates_do_not_modify_the_records():
     p = xx_pair("es", TEXT["es"])
-    before = {k: (list(v) if isinstance(v, list) else v) for k, v in p.items()}
+    before = copy.deepcopy(p)
     apply_gates([p], CFG, math=True)
     assert p == before

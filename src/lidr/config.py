@@ -274,13 +274,13 @@ def demo_config(limit: int | None = None, iterations: int = 2) -> RunConfig:
         "limit": limit,
         # Iterations past the second reuse the bundled blocks in turn.
         "prompts": [blocks[i % 2] for i in range(iterations)],
-        "generation": {"max_new_tokens": 96, "batch_size": 32, "shard_size": 32},
-        "translation": {"max_new_tokens": 192, "batch_size": 32},
+        "generation": {"max_new_tokens": 128, "batch_size": 32, "shard_size": 32},
+        "translation": {"max_new_tokens": 256, "batch_size": 32},
         "training": {"learning_rate": 5e-6, "batch_size": 4, "epochs": 1, "max_length": 384},
         # Held-out arithmetic, disjoint from the training prompts: accuracy and off-target
         # (answers not in the question's language) of M0, M1, M2.
         "evaluation": {"tasks": [{"task": "mgsm", "data": ["bundled:demo/heldout_math/{lang}.jsonl"],
-                                  "limit": min(20, limit or 20), "max_new_tokens": 160,
+                                  "limit": min(20, limit or 20), "max_new_tokens": 256,
                                   "batch_size": 32}]},
     }
     return parse_config(data, "demo")

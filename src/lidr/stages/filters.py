@@ -10,7 +10,7 @@ it fails:
     cut_off                a side ended at the token limit (finish_reason == "length")
     translation_request    the prompt asks for a translation, yet a side was self-translated
     length_ratio           a translation is far shorter or longer than the text it came from
-    degenerate             a repetition loop (repeated n-grams, repeated lines)
+    degenerate             a repetition loop (repeated n-grams or lines, a run of one character)
     answer_consistency     math: the translated chosen lost or changed the English final number
     language_id            chosen not in the pair's language; en pairs: back-translated
                            rejected not English
@@ -47,12 +47,26 @@ What is checked, and why:
   `extract_answer` reads from its English origin ("18" kept; "dieciocho" lost). Spelled-out
   numbers in a dozen languages are error-prone to parse, and the MGSM scorer reads digits only,
   so a translation that spells the answer out would teach answers the evaluation cannot read.
-- degenerate: `repeat_share` is the share of a text's tokens covered by its most repeated word
-  n-gram (n = 4; CJK and Thai characters count as one token each, since those scripts do not
-  separate words). Thresholds were chosen on real text: GPT-4 reference answers in 5 languages
-  (4,025) reach at most 0.22 except for one regex code block; SmolLM2 loops reach 0.4-1.0.
-  `repeated_lines` is the largest number of extra copies of one line with 3+ letters;
-  references with song choruses repeat a line up to 6 extra times.
+- degenerate: four measures, thresholds chosen on real text: 4,025 GPT-4 reference answers
+  (X-AlpacaEval, 5 languages) that should pass, and 336 SmolLM2-135M outputs that hold real
+  loops (the demo run's 240 answers and translations, plus 24 answers and 72 translations into
+  es/ru/zh generated for this with 256/384 new tokens).
+  Tokens are words and numbers; CJK, kana and Thai characters count one each (no spaces).
+  * `repeat_share`: share of tokens covered by the most repeated n-gram (n = 4). Catches short
+    doubled text ("La semana es 302. La semana es 302." = 0.8). References: 0.22 at most but
+    for 6 of 4,025 (a regex code block in 4 languages, a paraphrase list, a riddle); SmolLM2:
+    23 above. Threshold 0.3.
+  * `looped_share`: share of tokens covered by n-grams occurring 3+ times. The most repeated
+    n-gram misses loops whose period is longer than n: a sentence of 15 words said 5 times
+    covers only 4/15 with one 4-gram (real: "El cuerdillo de Ember es una manera de destacar la
+    vida ..." x5 scores 0.28 but 0.98 here). References above 0.5: 3 (two Sudoku grids, the
+    paraphrase list); SmolLM2 outputs above 0.5: 24, all loops, 13 of them missed by
+    repeat_share. Threshold 0.5.
+  * `repeated_lines`: extra copies of the most repeated line (3+ letters, code fences
+    ignored); 2 references exceed 8 (a chorus sung 11 times, a code comment 15 times).
+  * a run of one character 20+ times ("；；；；", "3000000000...", not "-----" or "===="); one
+    reference has one (a real loop of 600 braille characters).
+  All together they flag 11 of the 4,025 references (0.3%) and 38 of the 336 SmolLM2 outputs.
 - translation_requests: a prompt is a translation request when it has a translation keyword
   AND names a language, both in any language (TRANSLATION_KEYWORDS, LANGUAGE_NAMES). A keyword
   alone is not enough: "Explain how translation of DNA works", "translate it into a
@@ -69,7 +83,7 @@ What is checked, and why:
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -116,7 +130,8 @@ TRANSLATION_KEYWORDS: dict[str, str] = {
 # Names of languages, as written in each language (stems: "Englisch" / "Englische" / "englischen").
 LANGUAGE_NAMES: dict[str, str] = {
     "en": r"\b(?:english|spanish|french|german|russian|chinese|mandarin|cantonese|japanese|korean|arabic|"
-          r"italian|portuguese|hindi|bengali|thai|swahili|dutch|latin|greek|turkish|polish|vietnamese|hebrew)\b",
+          r"italian|portuguese|hindi|bengali|thai|swahili|dutch|latin|greek|turkish|polish|vietnamese|"
+          r"hebrew)\b",
     "es": r"\b(?:inglés|español|francés|alemán|ruso|chino|japonés|coreano|árabe|italiano|portugués)\b",
     "fr": r"\b(?:anglais|espagnol|français|allemand|russe|chinois|japonais|coréen|arabe|italien|portugais)\b",
     "de": r"\b(?:englisch|spanisch|französisch|deutsch|russisch|chinesisch|japanisch|koreanisch|arabisch|"
@@ -124,7 +139,8 @@ LANGUAGE_NAMES: dict[str, str] = {
     "it": r"\b(?:inglese|spagnolo|francese|tedesco|russo|cinese|giapponese|coreano|arabo|portoghese)\b",
     "pt": r"\b(?:inglês|espanhol|francês|alemão|russo|chinês|japonês|coreano|árabe|italiano|português)\b",
     "nl": r"\b(?:engels|spaans|frans|duits|nederlands)\b",
-    "ru": r"\b(?:английск|испанск|французск|немецк|русск|китайск|японск|корейск|арабск|итальянск|португальск)\w*",
+    "ru": r"\b(?:английск|испанск|французск|немецк|русск|китайск|японск|корейск|арабск|итальянск|"
+          r"португальск)\w*",
     "uk": r"\b(?:англійськ|іспанськ|французьк|німецьк|українськ|китайськ|японськ)\w*",
     "pl": r"\b(?:angielsk|hiszpańsk|francusk|niemieck|rosyjsk|polsk|chińsk|japońsk)\w*",
     "tr": r"\b(?:ingilizce|türkçe|fransızca|almanca|ispanyolca|rusça|çince|japonca|arapça)\b",
@@ -162,6 +178,10 @@ _TOKEN_RE = re.compile(rf"[{_NO_SPACE_SCRIPTS}]|[^\W\d_{_NO_SPACE_SCRIPTS}]+|\d+
 # "```bash", "---", "}" repeat legitimately in code and markdown.
 _MIN_LINE_LETTERS = 3
 _CODE_FENCE = "```"
+# An n-gram that occurs this often is part of a loop (for `looped_share`).
+_LOOP_MIN_COUNT = 3
+# One character 20+ times in a row; rules and separators ("-----", "=====", "....") excepted.
+_CHAR_RUN_RE = re.compile(r"([^\s\-=_*#.~`+|/\\<>])\1{19,}")
 
 # "en>es translation" (pairs.py `_Side.source`): the side is a self-translation.
 _TRANSLATED_SOURCE = re.compile(r"^([\w-]+)>([\w-]+) translation$")
@@ -192,6 +212,7 @@ class GatesConfig(BaseModel):
     degenerate: bool = True
     repeat_ngram_n: int = Field(default=4, ge=1, le=32)
     max_repeat_ngram_share: float = Field(default=0.3, gt=0.0, le=1.0)
+    max_looped_share: float = Field(default=0.5, gt=0.0, le=1.0)
     max_repeated_lines: int = Field(default=8, ge=0, le=10_000)
     drop_cut_off: bool = True
     length_ratio: tuple[float, float] | None = (0.33, 3.0)
@@ -204,7 +225,7 @@ class GatesConfig(BaseModel):
         if self.length_ratio is not None:
             lo, hi = self.length_ratio
             if not 0.0 < lo < hi:
-                raise ValueError(f"length_ratio must be [low, high] with 0 < low < high (got {list(self.length_ratio)})")
+                raise ValueError(f"length_ratio must be [low, high] with 0 < low < high (got {[lo, hi]})")
         return self
 
 
@@ -213,26 +234,48 @@ class GatesConfig(BaseModel):
 # ----------------------------------------------------------------------------------------------
 
 
+def _letters(text: str) -> int:
+    return sum(ch.isalpha() for ch in text)
+
+
 def is_translation_request(text: str) -> bool:
     """Whether a prompt, in any language, asks for a translation: a translation keyword and a
     language name ("Traduce esta frase al francés", "将这句话翻译成法语", "Переведите ... на немецкий")."""
     return bool(_KEYWORD_RE.search(text) and _LANGUAGE_NAME_RE.search(text))
 
 
-def repeat_share(text: str, n: int = 4) -> float:
-    """Share of the tokens covered by the most repeated token n-gram (0.0 when none repeats)."""
+def _ngrams(text: str, n: int) -> tuple[int, list[tuple[str, ...]]]:
     tokens = _TOKEN_RE.findall(text.lower())
-    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(tokens), [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def _covered_share(n_tokens: int, grams: list[tuple], n: int, keep: Callable[[tuple], bool]) -> float:
+    """Share of the tokens inside at least one n-gram for which `keep` holds."""
+    covered = set()
+    for i, g in enumerate(grams):
+        if keep(g):
+            covered.update(range(i, i + n))
+    return len(covered) / n_tokens if n_tokens else 0.0
+
+
+def repeat_share(text: str, n: int = 4) -> float:
+    """Share of the tokens covered by the most repeated n-gram (0.0 when none repeats)."""
+    n_tokens, grams = _ngrams(text, n)
     if not grams:
         return 0.0
     top, count = Counter(grams).most_common(1)[0]
-    if count < 2:
-        return 0.0
-    covered = set()
-    for i, g in enumerate(grams):
-        if g == top:
-            covered.update(range(i, i + n))
-    return len(covered) / len(tokens)
+    return _covered_share(n_tokens, grams, n, lambda g: g == top) if count > 1 else 0.0
+
+
+def looped_share(text: str, n: int = 4) -> float:
+    """Share of the tokens covered by n-grams that occur 3+ times (loops of any period)."""
+    n_tokens, grams = _ngrams(text, n)
+    counts = Counter(grams)
+    return _covered_share(n_tokens, grams, n, lambda g: counts[g] >= _LOOP_MIN_COUNT)
+
+
+def has_char_run(text: str) -> bool:
+    return bool(_CHAR_RUN_RE.search(text))
 
 
 def repeated_lines(text: str) -> int:
@@ -244,15 +287,21 @@ def repeated_lines(text: str) -> int:
     return max(counts.values(), default=1) - 1
 
 
+def is_degenerate(text: str, cfg: GatesConfig) -> bool:
+    """A repetition loop, by any of the four measures (cheapest first)."""
+    return (
+        has_char_run(text)
+        or repeated_lines(text) > cfg.max_repeated_lines
+        or repeat_share(text, cfg.repeat_ngram_n) > cfg.max_repeat_ngram_share
+        or looped_share(text, cfg.repeat_ngram_n) > cfg.max_looped_share
+    )
+
+
 def length_ratio(translation: str, origin: str, target: str | None, source: str | None) -> float:
     """len(translation) / len(origin), each in English-equivalent characters."""
     t = len(translation.strip()) / CHARS_PER_ENGLISH_CHAR.get(target or "", 1.0)
     o = len(origin.strip()) / CHARS_PER_ENGLISH_CHAR.get(source or "", 1.0)
     return t / o if o else float("inf")
-
-
-def _letters(text: str) -> int:
-    return sum(ch.isalpha() for ch in text)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -284,7 +333,7 @@ def is_translation_task_pair(pair: dict[str, Any]) -> bool:
 
 
 def dedupe_key(pair: dict[str, Any]) -> tuple[str, str, str, str]:
-    return (pair["language"], side_text(pair, "prompt"), side_text(pair, "chosen"), side_text(pair, "rejected"))
+    return (pair["language"], *(side_text(pair, k) for k in ("prompt", "chosen", "rejected")))
 
 
 def _checked_sides(pair: dict[str, Any]) -> list[str]:
@@ -328,13 +377,7 @@ def gate_length_ratio(pair: dict[str, Any], cfg: GatesConfig, ctx: GateContext) 
 
 
 def gate_degenerate(pair: dict[str, Any], cfg: GatesConfig, ctx: GateContext) -> bool:
-    for side in _checked_sides(pair):
-        text = side_text(pair, side)
-        if repeat_share(text, cfg.repeat_ngram_n) > cfg.max_repeat_ngram_share:
-            return False
-        if repeated_lines(text) > cfg.max_repeated_lines:
-            return False
-    return True
+    return not any(is_degenerate(side_text(pair, s), cfg) for s in _checked_sides(pair))
 
 
 def gate_answer_consistency(pair: dict[str, Any], cfg: GatesConfig, ctx: GateContext) -> bool:
@@ -398,9 +441,7 @@ def translation_request_ids(pairs: list[dict[str, Any]]) -> frozenset[str]:
 def apply_gates(pairs: list[dict], cfg: GatesConfig, math: bool) -> tuple[list[dict], dict]:
     """(kept pairs, {language: {gate name: dropped count}}), gates in GATE_ORDER; each dropped
     pair counts once, under the first gate it fails. Every input language has an entry."""
-    stats: dict[str, Counter] = defaultdict(Counter)
-    for p in pairs:
-        stats[p["language"]]  # noqa: B018 - an entry for every language, even with no drops
+    stats = {p["language"]: Counter() for p in pairs}  # every language, in order of appearance
     if not cfg.enabled:
         return list(pairs), {lang: {} for lang in stats}
 
