@@ -224,7 +224,8 @@ def pairs_section(res: RunResults) -> list[str]:
         if not done:
             continue
         for lang, s in (done.get("languages") or {}).items():
-            dropped = s.get("dropped") or {}
+            # Quality-gate drops are counted apart from pairing drops; show both.
+            dropped = {**(s.get("dropped") or {}), **{f"gate:{k}": v for k, v in (s.get("gates") or {}).items()}}
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "-"
             rows.append([str(t), lang, str(s.get("kept", "-")), str(sum(dropped.values())), reasons])
     if not rows:
