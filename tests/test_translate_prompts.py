@@ -22,12 +22,18 @@ def english_file(tmp_path, n):
     return path
 
 
-def test_translated_prompts_are_aligned_files_the_loop_reads(tmp_path, smollm2_dir):
+def translate(tmp_path, model, n, languages, max_new_tokens):
+    """Run `lidr translate-prompts` on the first n test prompts; (CLI result, output folder)."""
     out = tmp_path / "out"
-    result = runner.invoke(app, ["translate-prompts", "--model", str(smollm2_dir), "--input",
-                                 str(english_file(tmp_path, 3)), "--languages", "es,fr", "--max-new-tokens", "64",
-                                 "--output", str(out)])
+    result = runner.invoke(app, ["translate-prompts", "--model", str(model), "--input",
+                                 str(english_file(tmp_path, n)), "--languages", languages,
+                                 "--max-new-tokens", str(max_new_tokens), "--output", str(out)])
     assert result.exit_code == 0, result.output
+    return result, out
+
+
+def test_translated_prompts_are_aligned_files_the_loop_reads(tmp_path, smollm2_dir):
+    result, out = translate(tmp_path, smollm2_dir, 3, "es,fr", 64)
     work = json.loads((out / "work" / "_done.json").read_text())
     assert work["prompts"] == 3 and work["n"] == 6
     kept = work["kept"]
@@ -45,11 +51,7 @@ def test_translated_prompts_are_aligned_files_the_loop_reads(tmp_path, smollm2_d
 
 
 def test_failures_are_counted_and_dropped_from_every_language(tmp_path, tiny_model_dir):
-    out = tmp_path / "out"
     # A random model never closes the tag: every translation runs to the cap and fails.
-    result = runner.invoke(app, ["translate-prompts", "--model", str(tiny_model_dir), "--input",
-                                 str(english_file(tmp_path, 2)), "--languages", "de", "--max-new-tokens", "8",
-                                 "--output", str(out)])
-    assert result.exit_code == 0, result.output
+    result, out = translate(tmp_path, tiny_model_dir, 2, "de", 8)
     assert "0 of 2 prompts translated" in result.stdout and "de: 2 failed" in result.stdout
     assert (out / "en.jsonl").read_text() == "" and (out / "de.jsonl").read_text() == ""
