@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from lidr.config import ConfigError, RunConfig, _format_error, demo_config, load_config, parse_config
 from lidr.data.prompts import DataError
+from lidr.engines.base import EngineError
 from lidr.languages import UnknownLanguageError
 from lidr.models import ModelError
 from lidr.store import RunDirError
@@ -24,7 +25,39 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console(stderr=True, log_path=False)
 if not console.is_terminal:
     console = Console(stderr=True, log_path=False, width=140)
-USER_ERRORS = (ConfigError, DataError, ModelError, RunDirError, UnknownLanguageError, ChatTemplateError)
+USER_ERRORS = (ConfigError, DataError, ModelError, RunDirError, UnknownLanguageError, ChatTemplateError, EngineError)
+
+
+ENGINE_HELP = "hf (transformers, any device) | vllm (GPU, lidr[vllm]) | openai (an OpenAI-compatible server)"
+
+
+def _engine_option():
+    return typer.Option("hf", "--engine", help=ENGINE_HELP)
+
+
+def _base_url_option():
+    return typer.Option(None, "--base-url", help="openai: the server's API root (default http://127.0.0.1:8000/v1)")
+
+
+def _api_key_env_option():
+    return typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai: environment variable holding the API key")
+
+
+def _serve_command_option():
+    return typer.Option(None, "--serve-command",
+                        help="openai: start this server for the model, e.g. 'vllm serve {model} --port {port}'")
+
+
+def _generation_config(engine: str, base_url: Optional[str], api_key_env: str, serve_command: Optional[str],
+                       batch_size: int):
+    """The command line's engine choice as a run config's generation section."""
+    from lidr.config import GenerationConfig
+
+    openai = {"base_url": base_url, "api_key_env": api_key_env or None, "serve_command": serve_command}
+    try:
+        return GenerationConfig.model_validate({"engine": engine, "batch_size": batch_size, "openai": openai})
+    except ValidationError as err:
+        _fail(ConfigError(_format_error(err, "(command line)")))
 
 
 def _stdout() -> Console:
@@ -120,6 +153,13 @@ def eval_(
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     output: Path = typer.Option(..., "--output", "-o", help="folder for <task>.json and raw outputs"),
+    engine: str = _engine_option(),
+    base_url: Optional[str] = _base_url_option(),
+    api_key_env: str = _api_key_env_option(),
+    serve_command: Optional[str] = _serve_command_option(),
+    judge_engine: Optional[str] = typer.Option(None, "--judge-engine", help="x_alpacaeval: the judge's engine "
+                                               "(default: --engine); openai judges use --judge-base-url"),
+    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="x_alpacaeval: the judge's server"),
 ) -> None:
     """Evaluate one model on one task; writes OUTPUT/<task>.json plus raw generations."""
     from lidr.config import EvalTaskConfig
@@ -132,14 +172,16 @@ def eval_(
         spec = EvalTaskConfig.model_validate(dict(
             task=task, data=data, languages=langs or None, limit=limit, judge=judge, baseline=baseline,
             families=[f for item in families for f in item.split(",") if f], template=template,
-            max_new_tokens=max_new_tokens, batch_size=batch_size))
+            max_new_tokens=max_new_tokens, batch_size=batch_size, judge_engine=judge_engine,
+            judge_openai={"base_url": judge_base_url, "api_key_env": api_key_env} if judge_base_url else None))
     except ValidationError as err:
         _fail(ConfigError(_format_error(err, "(command line)")))
+    gen = _generation_config(engine, base_url, api_key_env, serve_command, batch_size)
     try:
-        check_task(spec, langs, None)
+        check_task(spec, langs, None, gen)
         model_path = resolve_model(model)
         _quiet_libraries()
-        result = run_task(spec, model_path, model, output, langs)
+        result = run_task(spec, model_path, model, output, langs, gen=gen)
     except USER_ERRORS as err:
         _fail(err)
     typer.echo(f"{spec.task}: " + _metrics_line(result))
@@ -158,11 +200,16 @@ def translate_prompts_cmd(
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     output: Path = typer.Option(..., "--output", "-o", help="folder for the aligned {lang}.jsonl files"),
+    engine: str = _engine_option(),
+    base_url: Optional[str] = _base_url_option(),
+    api_key_env: str = _api_key_env_option(),
+    serve_command: Optional[str] = _serve_command_option(),
 ) -> None:
     """Translate English-only prompts into aligned prompt files that `lidr run` reads."""
     from lidr.config import PromptSource
     from lidr.data.prompts import load_aligned
-    from lidr.engines import Sampling, make_engine
+    from lidr.engines import Sampling
+    from lidr.engines.configured import check_engine, engine_from_config
     from lidr.languages import get_language
     from lidr.models import resolve_model
     from lidr.stages.translate_prompts import translate_prompts
@@ -174,11 +221,13 @@ def translate_prompts_cmd(
         src = PromptSource(paths={source: str(input)}, text_key=text_key, id_key=id_key or None, limit=limit)
         prompts = load_aligned(src, [source], None)[source]
         model_path = resolve_model(model)
+        gen = _generation_config(engine, base_url, api_key_env, serve_command, batch_size)
+        check_engine(gen)
     except USER_ERRORS as err:
         _fail(err)
     _quiet_libraries()
     stats = translate_prompts(
-        prompts, targets, output, lambda: make_engine("hf", model_path, batch_size=batch_size),
+        prompts, targets, output, lambda: engine_from_config(gen, model_path),
         sampling=Sampling(repetition_penalty=1.1), max_new_tokens=max_new_tokens, text_key=text_key)
     failed = "; ".join(f"{lang}: {sum(c.values())} failed" + (f" {c}" if c else "")
                        for lang, c in stats["failed"].items())

@@ -68,8 +68,65 @@ class PromptSource(_Section):
         return self.text_keys.get(lang, self.text_key)
 
 
+class VLLMOptions(_Section):
+    """vLLM's offline engine (`engine: vllm`; needs a CUDA GPU and `pip install 'lidr[vllm]'`)."""
+
+    tensor_parallel_size: int = Field(default=1, ge=1, le=1024)
+    data_parallel_size: int = Field(default=1, ge=1, le=1024)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
+    max_model_len: int | None = Field(default=None, ge=16)
+    enforce_eager: bool = False
+
+
+class OpenAIOptions(_Section):
+    """An OpenAI-compatible server (`engine: openai`): vllm serve, SGLang, TGI, llama.cpp, a hosted API.
+
+    Without `serve_command` the server at `base_url` must already serve the model. With it,
+    lidr starts the command for each model it runs (M0, then each new model) with `{model}`
+    and `{port}` filled in, waits until `/v1/models` answers, and stops it before training.
+    """
+
+    # Default: http://127.0.0.1:8000/v1, or http://127.0.0.1:{port}/v1 with serve_command.
+    base_url: str | None = None
+    # The model name sent in requests; default: the path of the model being run (M0, M1, ...).
+    model_name: str | None = None
+    # The API key is read from this environment variable at run time and never written to disk.
+    api_key_env: str | None = "OPENAI_API_KEY"
+    concurrency: int = Field(default=8, ge=1, le=4096)
+    timeout: float = Field(default=120.0, gt=0.0)
+    max_retries: int = Field(default=5, ge=0, le=100)
+    backoff: float = Field(default=1.0, ge=0.0, le=600.0)
+    # "chat": continue_final_message on /v1/chat/completions (vLLM, SGLang), falling back to
+    # /v1/completions when refused; "completions": always format the prompt here.
+    prefill_via: Literal["chat", "completions"] = "chat"
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    serve_command: str | None = None
+    serve_start_timeout: float = Field(default=900.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _serve_placeholders(self) -> OpenAIOptions:
+        if self.serve_command is not None:
+            missing = [p for p in ("{model}", "{port}") if p not in self.serve_command]
+            if missing:
+                raise ValueError(f"serve_command must contain {' and '.join(missing)} "
+                                 f"(got {self.serve_command!r})")
+            if self.base_url is not None and "{port}" not in self.base_url:
+                raise ValueError(f"with serve_command, base_url must contain {{port}} (got {self.base_url!r})")
+        return self
+
+    def url(self, port: int | None = None) -> str:
+        if self.base_url is None:
+            return f"http://127.0.0.1:{port or 8000}/v1"
+        return self.base_url.replace("{port}", str(port)) if port else self.base_url
+
+
+ENGINES = ("hf", "vllm", "openai")
+
+
 class GenerationConfig(_Section):
-    engine: Literal["hf"] = "hf"
+    engine: Literal["hf", "vllm", "openai"] = "hf"
+    vllm: VLLMOptions = Field(default_factory=VLLMOptions)
+    openai: OpenAIOptions = Field(default_factory=OpenAIOptions)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
     max_new_tokens: int = Field(default=256, ge=1, le=32768)
@@ -114,6 +171,25 @@ class PairsConfig(_Section):
     detect_translation_tasks: bool = True
 
 
+class LoraConfig(_Section):
+    """LoRA adapters through PEFT instead of full fine-tuning (`pip install 'lidr[peft]'`).
+
+    The adapter is merged into the weights at the end of each iteration, so the next model
+    is a plain model directory that every engine loads. LoRA usually wants a learning rate
+    10-100x the full fine-tune's.
+    """
+
+    enabled: bool = False
+    r: int = Field(default=16, ge=1, le=4096)
+    alpha: float = Field(default=32.0, gt=0.0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # "all-linear" (PEFT's shorthand: every linear layer but the output head) or module names.
+    target_modules: str | list[str] = "all-linear"
+
+
+ACCELERATE_PRESETS = ("single_gpu", "multi_gpu", "deepspeed_zero3", "fsdp2", "cpu_ddp")
+
+
 class TrainingConfig(_Section):
     beta: float = Field(default=0.1, gt=0.0, le=100.0)
     alpha: float = Field(default=1.0, ge=0.0, le=100.0)
@@ -131,6 +207,12 @@ class TrainingConfig(_Section):
     precompute_ref_log_probs: bool = True
     gradient_checkpointing: bool = False
     logging_steps: int = Field(default=1, ge=1)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    # Train in a subprocess under `accelerate launch` with this accelerate config: a file, or
+    # a shipped one: single_gpu, multi_gpu (DDP), deepspeed_zero3, fsdp2, cpu_ddp (gloo, tests).
+    # Unset: train in the run's own process. batch_size is per process.
+    accelerate_config: str | None = None
+    num_processes: int | None = Field(default=None, ge=1, le=65536)  # overrides the accelerate config's
 
 
 EVAL_TASKS = ("mgsm", "fidelity", "x_alpacaeval", "lm_eval")
@@ -147,7 +229,11 @@ class EvalTaskConfig(_Section):
     max_new_tokens: int = Field(default=256, ge=1, le=32768)
     batch_size: int = Field(default=16, ge=1, le=4096)
     template: str = "mgsm"  # mgsm: a preset name or a template with {question}
-    judge: str | None = None  # x_alpacaeval: the judge model (path or hub id)
+    judge: str | None = None  # x_alpacaeval: the judge model (path, hub id, or a served model's name)
+    # The judge's engine; default: the run's generation engine. `judge_openai` replaces
+    # generation.openai for the judge (a hosted API, its own key).
+    judge_engine: Literal["hf", "vllm", "openai"] | None = None
+    judge_openai: OpenAIOptions | None = None
     # x_alpacaeval: outputs to compare against, model_outputs.json per language ({lang}
     # template), or "M0" for head-to-head against this run's starting model.
     baseline: str | None = None

@@ -26,7 +26,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lidr.config import RunConfig, diff_configs, to_yaml
 from lidr.data.prompts import Prompt, load_aligned, read_records, resolve_path
-from lidr.engines import Sampling, make_engine
+from lidr.engines import Sampling
+from lidr.engines.configured import check_engine, engine_from_config
 from lidr.evaluate.runner import check_task, run_task
 from lidr.models import resolve_model
 from lidr.stages import generate, pairs, train, translate
@@ -66,11 +67,18 @@ class Pipeline:
         """Validate everything the run reads; raises a clear error and writes nothing."""
         cfg = self.cfg
         resolve_model(cfg.model, self.base_dir, build_bundled=False)
+        check_engine(cfg.generation)
+        if cfg.training.accelerate_config:
+            from lidr.stages.train_launch import accelerate_config_path
+
+            accelerate_config_path(cfg.training.accelerate_config, self.base_dir)
+        if cfg.training.lora.enabled:
+            train.lora_config(cfg.training)  # PEFT installed?
         for t in range(1, cfg.iterations + 1):
             prompts = load_aligned(cfg.prompts_for(t), cfg.all_languages, self.base_dir, cfg.limit)
             self.plans.append(IterationPlan(t, prompts, self.run_dir / f"iter_{t}"))
         for task in cfg.evaluation.tasks:
-            check_task(task, cfg.all_languages, self.base_dir)
+            check_task(task, cfg.all_languages, self.base_dir, cfg.generation)
         if cfg.pairs.translation_task_ids:
             path = resolve_path(cfg.pairs.translation_task_ids, self.base_dir)
             self.task_ids = {str(rec["id"]) for _, rec in read_records(path) if "id" in rec}
@@ -137,8 +145,7 @@ class Pipeline:
             self.console.log(f"evaluating M{t} on {task.task}")
             t0 = time.perf_counter()
             result = run_task(task, model_dir, f"M{t}", out, self.cfg.all_languages, self.base_dir,
-                              baseline_dir=self.run_dir / "iter_0" / "eval", dtype=self.cfg.generation.dtype,
-                              device=self.cfg.generation.device)
+                              baseline_dir=self.run_dir / "iter_0" / "eval", gen=self.cfg.generation)
             self.console.log(f"M{t} {task.task}: " + _metrics_line(result) + f" ({time.perf_counter() - t0:.0f} s)")
 
     def _iteration(self, plan: IterationPlan, model_in: str) -> None:
@@ -149,8 +156,7 @@ class Pipeline:
             nonlocal engine
             if engine is None:
                 self.console.log(f"iteration {t}: loading {model_in} ({cfg.generation.engine} engine)")
-                engine = make_engine(cfg.generation.engine, model_in, dtype=cfg.generation.dtype,
-                                     device=cfg.generation.device, batch_size=cfg.generation.batch_size)
+                engine = engine_from_config(cfg.generation, model_in, seed=cfg.seed + t)
             return engine
 
         try:
@@ -233,8 +239,14 @@ class Pipeline:
             return
         n = read_json(plan.stage_dir("pairs") / DONE)["n"]
         self.console.log(f"iteration {plan.t}: training on {n} pairs (DPO+NLL)")
-        summary = train.train_dpo(model_in, pairs_file, plan.model_dir, self.cfg.training, out / "work",
-                                  log=self.console.log)
+        if self.cfg.training.accelerate_config:
+            from lidr.stages.train_launch import train_launched
+
+            summary = train_launched(model_in, pairs_file, plan.model_dir, self.cfg.training, out / "work",
+                                     log=self.console.log, base_dir=self.base_dir)
+        else:
+            summary = train.train_dpo(model_in, pairs_file, plan.model_dir, self.cfg.training, out / "work",
+                                      log=self.console.log)
         write_json_atomic(out / DONE, summary)
         self.console.log(f"iteration {plan.t}: model saved to {plan.model_dir}")
 

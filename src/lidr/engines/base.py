@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 
+class EngineError(ValueError):
+    """An engine that cannot run or a server error that retrying will not fix; the message
+    names the engine, server or model."""
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     id: str

@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover - older huggingface_hub
     import httpx  # type: ignore[no-redef]
 
 from lidr.chat import format_chat
-from lidr.engines.base import ChatRequest, Completion, ProgressFn, Sampling
+from lidr.engines.base import ChatRequest, Completion, EngineError, ProgressFn, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,6 @@ _UNKNOWN_MODEL = re.compile(
 )
 _PREFILL_FIELDS = ("continue_final_message", "add_generation_prompt")
 _MAX_DELAY = 60.0  # seconds: a backoff or Retry-After longer than this is capped
-
-
-class EngineError(ValueError):
-    """A server error that retrying will not fix; the message names the server and model."""
 
 
 class _PrefillRejected(Exception):

@@ -6,21 +6,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lidr.config import EvalTaskConfig
-from lidr.engines import make_engine
+from lidr.config import EvalTaskConfig, GenerationConfig
+from lidr.engines.configured import engine_from_config
 from lidr.evaluate.base import data_files
 from lidr.models import resolve_model
 
 
-def _engine(model_path: str, task: EvalTaskConfig, dtype: str, device: str):
-    return make_engine("hf", model_path, dtype=dtype, device=device, batch_size=task.batch_size)
+def _judge_config(task: EvalTaskConfig, gen: GenerationConfig) -> GenerationConfig:
+    """The generation settings the judge runs with: the run's, with the task's overrides."""
+    update = {}
+    if task.judge_engine:
+        update["engine"] = task.judge_engine
+    if task.judge_openai:
+        update["openai"] = task.judge_openai
+    return gen.model_copy(update=update)
 
 
-def check_task(task: EvalTaskConfig, languages: list[str], base_dir: Path | None) -> None:
+def _judge_is_remote(task: EvalTaskConfig, gen: GenerationConfig) -> bool:
+    """A judge named on a server that lidr does not start (a hosted API): no local files."""
+    judge_gen = _judge_config(task, gen)
+    return judge_gen.engine == "openai" and judge_gen.openai.serve_command is None
+
+
+def check_task(task: EvalTaskConfig, languages: list[str], base_dir: Path | None,
+               gen: GenerationConfig | None = None) -> None:
     """Fail early (before any model loads) on missing data files or judge model."""
     if task.task != "lm_eval":
         data_files(task.data, task.languages or languages, base_dir)
-    if task.judge:
+    if task.judge and not _judge_is_remote(task, gen or GenerationConfig()):
         resolve_model(task.judge, base_dir, build_bundled=False)
 
 
@@ -32,22 +45,23 @@ def run_task(
     languages: list[str],
     base_dir: Path | None = None,
     baseline_dir: Path | None = None,
-    dtype: str = "auto",
-    device: str = "auto",
+    gen: GenerationConfig | None = None,
 ) -> dict[str, Any]:
     """Evaluate `model_path` on `task`; writes `out_dir/<task>.json` and returns it.
 
-    `baseline_dir` is where M0's evaluation lives, for x_alpacaeval's `baseline: M0`.
+    `baseline_dir` is where M0's evaluation lives, for x_alpacaeval's `baseline: M0`. `gen`
+    (the run's generation section) says which engine runs the model and the judge.
     """
+    gen = gen or GenerationConfig()
     langs = task.languages or languages
     out_dir.mkdir(parents=True, exist_ok=True)
     if task.task == "lm_eval":
         from lidr.evaluate.harness import run_lm_eval
 
         return run_lm_eval(model_path, task.families, langs, out_dir, limit=task.limit,
-                           batch_size=task.batch_size, device="cpu" if device == "auto" else device)
+                           batch_size=task.batch_size, device="cpu" if gen.device == "auto" else gen.device)
     files = data_files(task.data, langs, base_dir)
-    engine = _engine(model_path, task, dtype, device)
+    engine = engine_from_config(gen, model_path, batch_size=task.batch_size)
     try:
         if task.task == "mgsm":
             from lidr.evaluate.mgsm import evaluate_mgsm
@@ -60,13 +74,12 @@ def run_task(
             return evaluate_fidelity(engine, files, out_dir, model_name=model_name, limit=task.limit,
                                      max_new_tokens=task.max_new_tokens)
         return _x_alpacaeval(task, engine, model_path, files, out_dir, model_name, langs, base_dir,
-                             baseline_dir, dtype, device)
+                             baseline_dir, gen)
     finally:
         engine.close()
 
 
-def _x_alpacaeval(task, engine, model_path, files, out_dir, model_name, langs, base_dir, baseline_dir, dtype,
-                  device):
+def _x_alpacaeval(task, engine, model_path, files, out_dir, model_name, langs, base_dir, baseline_dir, gen):
     from lidr.evaluate.judge import evaluate_x_alpacaeval
 
     if task.baseline == "M0":
@@ -75,9 +88,11 @@ def _x_alpacaeval(task, engine, model_path, files, out_dir, model_name, langs, b
         baseline = {lang: baseline_dir / "x_alpacaeval_outputs" / f"{lang}.json" for lang in langs}
     else:
         baseline = data_files([task.baseline], langs, base_dir)
-    judge_path = resolve_model(task.judge, base_dir)
-    # Judging with the evaluated model itself needs no second copy of it.
-    judge_engine = engine if judge_path == model_path else _engine(judge_path, task, dtype, device)
+    judge_gen = _judge_config(task, gen)
+    judge_path = task.judge if _judge_is_remote(task, gen) else resolve_model(task.judge, base_dir)
+    # Judging with the evaluated model itself on the same engine needs no second copy of it.
+    same = judge_path == model_path and judge_gen == gen
+    judge_engine = engine if same else engine_from_config(judge_gen, judge_path, batch_size=task.batch_size)
     try:
         return evaluate_x_alpacaeval(engine, files, out_dir, model_name=model_name, judge_engine=judge_engine,
                                      judge_name=task.judge, baseline=baseline, limit=task.limit,

@@ -10,7 +10,16 @@ equal lengths and otherwise weight long answers a little more.
 
 Reference log-probs are computed once before training (`precompute_ref_log_probs`), so
 no second copy of the model is held during training; this is exact because the
-reference model is frozen for the whole stage.
+reference model is frozen for the whole stage and evaluated without dropout. It is not
+valid for methods that move the reference during training (TR-DPO's `sync_ref_model`),
+which lidr does not use; turn it off only to trade memory for the one-off pass.
+
+With `lora.enabled` the trained weights are PEFT adapters; the reference is the same
+network with the adapters disabled (TRL's way, so no copy either), and the adapters are
+merged into a plain model directory at the end, which the next iteration loads.
+
+The function runs the same in one process or in each rank under `accelerate launch`
+(see `train_launch.py`): saving is collective, and only the main process writes files.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from lidr.config import TrainingConfig
+from lidr.config import ConfigError, TrainingConfig
 
 PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
 
@@ -66,6 +75,19 @@ def dpo_config(cfg: TrainingConfig, output_dir: Path, n_pairs: int):
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
+
+def lora_config(cfg: TrainingConfig):
+    """PEFT's LoraConfig from ours, or None when LoRA is off."""
+    if not cfg.lora.enabled:
+        return None
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise ConfigError("training.lora needs PEFT: pip install 'lidr[peft]'") from None
+    lc = cfg.lora
+    return LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=lc.target_modules,
+                      task_type="CAUSAL_LM")
 
 
 def load_pairs(pairs_file: Path):
@@ -113,11 +135,13 @@ def train_dpo(
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[_log_callback(log)],
+        peft_config=lora_config(cfg),
     )
     trainer.remove_callback(PrinterCallback)
     trainer.train()
-    _save_atomic(trainer, tokenizer, out_dir)
-    shutil.rmtree(work_dir, ignore_errors=True)
+    _save_atomic(trainer, tokenizer, model_dir, out_dir, merge_lora=cfg.lora.enabled)
+    if trainer.accelerator.is_main_process:
+        shutil.rmtree(work_dir, ignore_errors=True)
     history = [h for h in trainer.state.log_history if "loss" in h]
     return {
         "pairs": len(dataset),
@@ -131,12 +155,45 @@ def train_dpo(
     }
 
 
-def _save_atomic(trainer, tokenizer, out_dir: Path) -> None:
+def _save_atomic(trainer, tokenizer, model_dir: str, out_dir: Path, merge_lora: bool) -> None:
+    """Write the new model to a temporary directory and rename it, on the main process.
+
+    `save_model` is called on every rank: under FSDP or ZeRO-3 it gathers the shards. A LoRA
+    run saves its adapters, which the main process merges into the starting weights.
+    """
+    acc = trainer.accelerator
     tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    saved = tmp.with_name(tmp.name + ".adapter") if merge_lora else tmp
+    trainer.save_model(str(saved))
+    if acc.is_main_process:
+        if merge_lora:
+            _merge_adapter(model_dir, saved, tmp)
+        tokenizer.save_pretrained(str(tmp))
+        replace_dir(tmp, out_dir)
+    acc.wait_for_everyone()
+
+
+def replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Put `tmp` in place of `out_dir`; an old `out_dir` is the output of a training stage
+    that was killed before it was marked done, so it is removed first."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
+
+
+def _merge_adapter(model_dir: str, adapter_dir: Path, out: Path) -> None:
+    """Starting weights + trained LoRA adapter -> one plain model directory."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(out))
+    shutil.rmtree(adapter_dir, ignore_errors=True)
 
 
 def copy_model(model_dir: str, out_dir: Path) -> None:
@@ -148,4 +205,4 @@ def copy_model(model_dir: str, out_dir: Path) -> None:
     except OSError:  # another filesystem: hard links impossible
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(model_dir, tmp)
-    os.replace(tmp, out_dir)
+    replace_dir(tmp, out_dir)

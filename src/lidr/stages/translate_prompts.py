@@ -67,8 +67,19 @@ def translate_prompts(
     """Translate `prompts` into `languages`; shards under out_dir/work make it resumable."""
     work = out_dir / "work"
     requests = prompt_translation_requests(prompts, languages, max_new_tokens)
-    summary = run_sharded(work, requests, engine_factory, sampling, shard_size,
-                          lambda r, c: translation_record(r, c, accept_unclosed), on_progress)
+    engine = None
+
+    def once() -> Engine:
+        nonlocal engine
+        engine = engine or engine_factory()
+        return engine
+
+    try:
+        summary = run_sharded(work, requests, once, sampling, shard_size,
+                              lambda r, c: translation_record(r, c, accept_unclosed), on_progress)
+    finally:
+        if engine is not None:
+            engine.close()  # a server started for this model must not outlive the command
     stats = write_aligned(read_records(work), prompts, languages, out_dir, text_key)
     write_json_atomic(work / DONE, {**summary, **stats})
     return {**stats, "seconds": summary["seconds"]}
