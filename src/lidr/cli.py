@@ -85,13 +85,17 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def _execute(cfg: RunConfig, run_dir: Path, base_dir: Path | None, dry_run: bool = False) -> None:
+def _execute(cfg: RunConfig, run_dir: Path, base_dir: Path | None, dry_run: bool = False,
+             worker: int = 0, workers: int = 1) -> None:
     # Imported here so that `lidr --help` and config errors do not pay for torch.
     from lidr.pipeline import Pipeline
+    from lidr.store import Worker
     from lidr.summary import print_summary
 
+    if not 0 <= worker < workers:
+        _fail(ConfigError(f"--worker {worker} is out of range for --workers {workers} (0 to {workers - 1})"))
     _quiet_libraries()
-    pipeline = Pipeline(cfg, run_dir, base_dir, console)
+    pipeline = Pipeline(cfg, run_dir, base_dir, console, Worker(worker, workers))
     try:
         pipeline.prepare()
         if dry_run:
@@ -112,6 +116,9 @@ def run(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="run directory (default runs/<name>)"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="use only the first N prompts per iteration"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and print the plan; load no model"),
+    worker: int = typer.Option(0, "--worker", min=0, help="data parallel: this worker's index (0 trains)"),
+    workers: int = typer.Option(1, "--workers", min=1, help="data parallel: how many workers share the run "
+                                "directory and split generation and translation shards"),
 ) -> None:
     """Run the LIDR loop from a config; re-running with the same config and output resumes."""
     try:
@@ -121,7 +128,7 @@ def run(
     except USER_ERRORS as err:
         _fail(err)
     run_dir = output or Path("runs") / (cfg.name or config.stem)
-    _execute(cfg, run_dir, base_dir, dry_run)
+    _execute(cfg, run_dir, base_dir, dry_run, worker, workers)
 
 
 @app.command()

@@ -10,6 +10,10 @@
 A stage whose `_done.json` exists is skipped; a generation or translation stage that
 was killed continues from its last written shard. Everything a run needs from the
 user (config, model path, prompt files) is checked before anything is written.
+
+Data parallel: N workers (`Worker(i, N)`) run the same config on one run directory. Each
+generates and translates its own shards; worker 0 alone builds pairs, trains and
+evaluates, while the others wait for the next model and then shard the next iteration.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ from lidr.evaluate.runner import check_task, run_task
 from lidr.models import resolve_model
 from lidr.stages import generate, pairs, train, translate
 from lidr.stages.filters import apply_gates
-from lidr.store import DONE, RunDirError, is_done, read_json, read_records as read_stage, run_sharded, \
-    write_json_atomic, write_parquet_atomic, write_text_atomic
+from lidr.store import DONE, RunDirError, Worker, is_done, read_json, read_records as read_stage, run_sharded, \
+    wait_until, write_json_atomic, write_parquet_atomic, write_text_atomic
 
 STAGES = ("responses", "translations", "pairs", "train")
 
@@ -53,8 +57,10 @@ class IterationPlan:
 
 
 class Pipeline:
-    def __init__(self, cfg: RunConfig, run_dir: Path, base_dir: Path | None, console: Console | None = None):
+    def __init__(self, cfg: RunConfig, run_dir: Path, base_dir: Path | None, console: Console | None = None,
+                 worker: Worker = Worker()):
         self.cfg = cfg
+        self.worker = worker
         self.run_dir = Path(run_dir)
         self.base_dir = base_dir
         self.console = console or Console(stderr=True)
@@ -87,7 +93,8 @@ class Pipeline:
     def _check_run_dir(self) -> None:
         saved = self.run_dir / "config.yaml"
         if not saved.is_file():
-            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            # Hidden names are other workers' files being written (config.yaml first of all).
+            if self.run_dir.exists() and any(not p.name.startswith(".") for p in self.run_dir.iterdir()):
                 raise RunDirError(f"{self.run_dir} is not empty and holds no lidr run (no config.yaml)")
             return
         old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
@@ -130,7 +137,7 @@ class Pipeline:
             self._iteration(plan, model_in)
             model_in = str(plan.model_dir)
             self._evaluate(plan.t, model_in)
-        if self.cfg.evaluation.tasks:
+        if self.cfg.evaluation.tasks and self.worker.is_main:
             from lidr.report import build_report
 
             self.console.log(f"report written to {build_report(self.run_dir)}")
@@ -139,6 +146,8 @@ class Pipeline:
     def _evaluate(self, t: int, model_dir: str) -> None:
         """Evaluate M(t) on every configured task not yet done; results in iter_<t>/eval/."""
         out = self.run_dir / f"iter_{t}" / "eval"
+        if not self.worker.is_main:
+            return
         for task in self.cfg.evaluation.tasks:
             if (out / f"{task.task}.json").is_file():
                 continue
@@ -177,7 +186,7 @@ class Pipeline:
         sampling = Sampling(g.temperature, g.top_p, g.repetition_penalty, cfg.seed + plan.t)
         with self._progress(f"iter {plan.t} generate", len(requests)) as (on_progress, on_shard):
             summary = run_sharded(out, requests, engine_factory, sampling, g.shard_size,
-                                  generate.response_record, on_progress, on_shard)
+                                  generate.response_record, on_progress, on_shard, self.worker, self.console.log)
         summary["languages"] = generate.response_stats(read_stage(out))
         write_json_atomic(out / DONE, summary)
 
@@ -198,7 +207,7 @@ class Pipeline:
         with self._progress(f"iter {plan.t} translate", len(requests)) as (on_progress, on_shard):
             summary = run_sharded(out, requests, engine_factory, sampling, cfg.generation.shard_size,
                                   lambda r, c: translate.translation_record(r, c, tc.accept_unclosed),
-                                  on_progress, on_shard)
+                                  on_progress, on_shard, self.worker, self.console.log)
         summary["directions"] = translate.translation_stats(read_stage(out))
         write_json_atomic(out / DONE, summary)
 
@@ -206,6 +215,8 @@ class Pipeline:
         cfg, out = self.cfg, plan.stage_dir("pairs")
         if is_done(out):
             return
+        if not self.worker.is_main:
+            return wait_until(lambda: is_done(out), lambda: f"worker 0: pairs of iteration {plan.t}", self.console.log)
         t0 = time.perf_counter()
         responses = read_stage(plan.stage_dir("responses"))
         translations = read_stage(plan.stage_dir("translations"))
@@ -231,6 +242,9 @@ class Pipeline:
         out = plan.stage_dir("train")
         if is_done(out) and (plan.model_dir / "config.json").is_file():
             return
+        if not self.worker.is_main:
+            return wait_until(lambda: is_done(out) and (plan.model_dir / "config.json").is_file(),
+                              lambda: f"worker 0: training of M{plan.t}", self.console.log)
         pairs_file = plan.stage_dir("pairs") / "pairs.parquet"
         if not pairs_file.is_file():
             self.console.log(f"iteration {plan.t}: no pairs, the next model is the current one")
