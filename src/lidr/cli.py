@@ -66,7 +66,10 @@ def _stdout() -> Console:
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # Escaped: messages quote things like pip install 'lidr[vllm]', which are not markup.
+    console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

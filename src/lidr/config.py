@@ -72,10 +72,12 @@ class VLLMOptions(_Section):
     """vLLM's offline engine (`engine: vllm`; needs a CUDA GPU and `pip install 'lidr[vllm]'`)."""
 
     tensor_parallel_size: int = Field(default=1, ge=1, le=1024)
-    data_parallel_size: int = Field(default=1, ge=1, le=1024)
     gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
     max_model_len: int | None = Field(default=None, ge=16)
     enforce_eager: bool = False
+    # Any other vllm.LLM argument. Data parallel: run N lidr workers (`--worker i --workers N`),
+    # each with its own CUDA_VISIBLE_DEVICES.
+    extra_args: dict[str, Any] = Field(default_factory=dict)
 
 
 class OpenAIOptions(_Section):

@@ -7,17 +7,23 @@ from lidr.engines.base import ChatRequest, Completion, Engine, Sampling
 
 def make_engine(kind: str, model_path: str, *, dtype: str = "auto", device: str = "auto", batch_size: int = 16,
                 **options) -> Engine:
-    """`hf`: a local model through transformers. `openai`: a model behind an OpenAI-compatible
-    server; `options` carry base_url, api_key_env, concurrency, ... (see engines/openai.py)."""
+    """`hf`: a local model through transformers. `vllm`: vLLM's offline engine on CUDA GPUs;
+    `options` carry tensor_parallel_size, gpu_memory_utilization, seed, ... (see engines/vllm.py).
+    `openai`: a model behind an OpenAI-compatible server; `options` carry base_url, api_key_env,
+    concurrency, ... (see engines/openai.py)."""
     if kind == "hf":
         from lidr.engines.hf import HFEngine
 
         return HFEngine(model_path, dtype=dtype, device=device, batch_size=batch_size)
+    if kind == "vllm":
+        from lidr.engines.vllm import VLLMEngine
+
+        return VLLMEngine(model_path, dtype=dtype, **options)
     if kind == "openai":
         from lidr.engines.openai import OpenAIEngine
 
         return OpenAIEngine(options.pop("base_url"), model_path, **options)
-    raise ValueError(f"unknown engine {kind!r} (available: hf, openai)")
+    raise ValueError(f"unknown engine {kind!r} (available: hf, openai, vllm)")
 
 
 __all__ = ["ChatRequest", "Completion", "Engine", "Sampling", "make_engine"]
