@@ -136,6 +136,10 @@ class GenerationConfig(_Section):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     repetition_penalty: float = Field(default=1.1, gt=0.0, le=5.0)
     batch_size: int = Field(default=16, ge=1, le=4096)
+    # hf engine: drop finished rows from a batch every N decode steps, so rows that ended
+    # early stop costing compute (0: run each batch to its longest row). Greedy results
+    # are unchanged (benchmarks/RESULTS.md).
+    evict_every: int = Field(default=32, ge=0, le=32768)
     shard_size: int = Field(default=64, ge=1)
     task_template: str | None = None
 

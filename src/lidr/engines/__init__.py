@@ -7,14 +7,14 @@ from lidr.engines.base import ChatRequest, Completion, Engine, Sampling
 
 def make_engine(kind: str, model_path: str, *, dtype: str = "auto", device: str = "auto", batch_size: int = 16,
                 **options) -> Engine:
-    """`hf`: a local model through transformers. `vllm`: vLLM's offline engine on CUDA GPUs;
+    """`hf`: a local model through transformers (`options`: evict_every). `vllm`: vLLM's offline engine on CUDA GPUs;
     `options` carry tensor_parallel_size, gpu_memory_utilization, seed, ... (see engines/vllm.py).
     `openai`: a model behind an OpenAI-compatible server; `options` carry base_url, api_key_env,
     concurrency, ... (see engines/openai.py)."""
     if kind == "hf":
         from lidr.engines.hf import HFEngine
 
-        return HFEngine(model_path, dtype=dtype, device=device, batch_size=batch_size)
+        return HFEngine(model_path, dtype=dtype, device=device, batch_size=batch_size, **options)
     if kind == "vllm":
         from lidr.engines.vllm import VLLMEngine
 

@@ -18,7 +18,7 @@ def engine_from_config(gen: GenerationConfig, model_path: str, *, batch_size: in
     """An engine running `model_path` as `gen` says; `batch_size` overrides gen.batch_size (hf)."""
     if gen.engine == "hf":
         return make_engine("hf", model_path, dtype=gen.dtype, device=gen.device,
-                           batch_size=batch_size or gen.batch_size)
+                           batch_size=batch_size or gen.batch_size, evict_every=gen.evict_every)
     if gen.engine == "vllm":
         return make_engine("vllm", model_path, dtype=gen.dtype, seed=seed, **gen.vllm.model_dump())
     return openai_engine(gen.openai, model_path)

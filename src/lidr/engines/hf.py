@@ -34,12 +34,19 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
 class HFEngine:
     name = "hf"
 
-    def __init__(self, model_path: str, dtype: str = "auto", device: str = "auto", batch_size: int = 16):
+    def __init__(self, model_path: str, dtype: str = "auto", device: str = "auto", batch_size: int = 16,
+                 sort_by_length: bool = True, evict_every: int = 0):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.batch_size = batch_size
+        self.sort_by_length = sort_by_length  # off only to measure what sorting saves
+        # Drop finished rows from a batch every N decode steps (0: run each batch to its end).
+        self.evict_every = evict_every
+        # Decode slots computed (batch rows x steps) and tokens kept, since construction: the
+        # difference is work spent on rows that had already finished or were padding.
+        self.slots = self.useful = 0
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.tokenizer.padding_side = "left"  # decoder-only batching: pad before the prompt
         if self.tokenizer.pad_token is None:
@@ -62,6 +69,8 @@ class HFEngine:
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         # Sort by (length, cap) so a batch shares both; ties broken by position for determinism.
         order = sorted(range(len(requests)), key=lambda i: (lengths[i], requests[i].max_new_tokens, i))
+        if not self.sort_by_length:
+            order = list(range(len(requests)))
         out: list[Completion | None] = [None] * len(requests)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
@@ -75,15 +84,14 @@ class HFEngine:
     @torch.inference_mode()
     def _generate_batch(self, reqs: list[ChatRequest], texts: list[str], sampling: Sampling) -> list[Completion]:
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        cap = max(r.max_new_tokens for r in reqs)
         stops = sorted({s for r in reqs for s in r.stop})
         # Seed from the batch's first id: a resumed run regenerates a batch identically.
         torch.manual_seed(sampling.seed + zlib.crc32(reqs[0].id.encode()))
         kwargs = dict(
-            max_new_tokens=cap,
             do_sample=sampling.temperature > 0,
             repetition_penalty=sampling.repetition_penalty,
             pad_token_id=self.tokenizer.pad_token_id,
+            return_dict_in_generate=True,
         )
         if sampling.temperature > 0:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
@@ -91,9 +99,49 @@ class HFEngine:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if stops:
             kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
-        seqs = self.model.generate(**enc, **kwargs)
-        new = seqs[:, enc["input_ids"].shape[1] :].tolist()
-        return [self._completion(r, ids) for r, ids in zip(reqs, new)]
+        generated = self._decode_in_rounds(reqs, enc["input_ids"], enc["attention_mask"], kwargs)
+        out = [self._completion(r, ids) for r, ids in zip(reqs, generated)]
+        self.useful += sum(c.n_tokens for c in out)
+        return out
+
+    def _decode_in_rounds(self, reqs: list[ChatRequest], ids: torch.Tensor, mask: torch.Tensor,
+                          kwargs: dict) -> list[list[int]]:
+        """Generate for a batch, dropping finished rows every `evict_every` steps.
+
+        One `generate` call would run every row until the last one ends, computing tokens
+        nobody keeps for rows that ended early. Instead, after each round the rows that are
+        done (end of turn, stop string or own cap) leave the batch and the rest continue
+        from their KV cache, so the next step computes exactly what it would have computed
+        in the full batch, for fewer rows.
+        """
+        active = list(range(len(reqs)))
+        generated: list[list[int]] = [[] for _ in reqs]
+        cache = None
+        while active:
+            left = max(reqs[i].max_new_tokens - len(generated[i]) for i in active)
+            steps = min(self.evict_every or left, left)
+            res = self.model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                                      max_new_tokens=steps, **kwargs)
+            new = res.sequences[:, ids.shape[1]:]
+            self.slots += new.shape[0] * new.shape[1]
+            for row, i in enumerate(active):
+                generated[i] += new[row].tolist()
+            keep = [row for row, i in enumerate(active) if not self._finished(reqs[i], generated[i])]
+            if not keep or new.shape[1] < steps and len(keep) == len(active):
+                break  # every row done (generate stops early only when all rows have ended)
+            index = torch.tensor(keep, device=ids.device)
+            cache = res.past_key_values
+            if len(keep) < len(active):
+                cache.batch_select_indices(index)
+            ids = res.sequences[index]
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], new.shape[1])], dim=1)[index]
+            active = [active[row] for row in keep]
+        return generated
+
+    def _finished(self, req: ChatRequest, ids: list[int]) -> bool:
+        if len(ids) >= req.max_new_tokens or any(t in self._stop_ids for t in ids):
+            return True
+        return bool(req.stop) and self._completion(req, ids).finish_reason == "stop"
 
     def _completion(self, req: ChatRequest, ids: list[int]) -> Completion:
         ended = next((k for k, t in enumerate(ids) if t in self._stop_ids), None)

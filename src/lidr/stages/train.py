@@ -138,7 +138,9 @@ def train_dpo(
         peft_config=lora_config(cfg),
     )
     trainer.remove_callback(PrinterCallback)
-    trainer.train()
+    t_train = time.perf_counter()
+    trainer.train()  # includes the one-off reference log-prob pass
+    train_seconds = time.perf_counter() - t_train
     _save_atomic(trainer, tokenizer, model_dir, out_dir, merge_lora=cfg.lora.enabled)
     if trainer.accelerator.is_main_process:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -147,6 +149,7 @@ def train_dpo(
         "pairs": len(dataset),
         "steps": trainer.state.global_step,
         "seconds": round(time.perf_counter() - t0, 3),
+        "train_seconds": round(train_seconds, 3),
         "history": [
             {"step": h["step"], "loss": h["loss"], "margin": h.get("rewards/margins"),
              "accuracy": h.get("rewards/accuracies"), "lr": h.get("learning_rate")}
