@@ -1,0 +1,109 @@
+"""Intervals and paired tests for evaluation figures.
+
+numpy only (no scipy): the report must be buildable wherever `lidr` installs.
+
+- `wilson_interval`: the Wilson score interval for a binomial proportion; unlike the
+  normal ("Wald") interval it stays inside [0, 1] and behaves at 0/n and n/n, which is
+  where small multilingual evaluations live.
+- `mcnemar_exact`: the exact McNemar test for two models scored on the same items;
+  only the discordant items carry information, and under H0 each of them is equally
+  likely to favour either model, so the p-value is a two-sided binomial test at p = 0.5.
+- `paired_bootstrap`: the mean over languages of the accuracy change, with a
+  percentile interval and a p-value from resampling items within each language.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Z95 = 1.959964
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for `successes` out of `n` (n == 0 -> (0.0, 1.0))."""
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"wilson_interval: need 0 <= successes <= n, got {successes}/{n}")
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    # Clamp: floating error can put an endpoint a hair outside [0, 1] at 0/n or n/n.
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts.
+
+    b: items right before and wrong after; c: wrong before, right after. Under H0,
+    b ~ Binomial(b + c, 1/2); the two-sided p-value is twice the smaller tail,
+    capped at 1 (the symmetric distribution makes this equal to summing every
+    outcome no more likely than the one observed). No discordant items -> 1.0.
+    """
+    if b < 0 or c < 0:
+        raise ValueError(f"mcnemar_exact: counts must be >= 0, got b={b}, c={c}")
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2.0 * tail)
+
+
+def discordant(before: list[int], after: list[int]) -> tuple[int, int]:
+    """(b, c) for `mcnemar_exact`: right->wrong and wrong->right counts on paired items."""
+    if len(before) != len(after):
+        raise ValueError(f"paired outcomes differ in length: {len(before)} vs {len(after)}")
+    b = sum(1 for x, y in zip(before, after) if x and not y)
+    c = sum(1 for x, y in zip(before, after) if not x and y)
+    return b, c
+
+
+def paired_bootstrap(before: dict[str, list[int]], after: dict[str, list[int]],
+                     n_boot: int = 10000, seed: int = 0) -> dict:
+    """Paired bootstrap of the mean over languages of (after - before) accuracy.
+
+    `before[lang]` and `after[lang]` are 0/1 outcomes on the same items in the same
+    order. Each replicate resamples item indices with replacement within each
+    language (the same indices for both models, which keeps the pairing) and
+    recomputes the statistic.
+
+    Returns {"delta", "ci_low", "ci_high", "p_value"}: the observed statistic, the
+    2.5/97.5 percentile interval of the replicates, and a two-sided p-value by
+    inverting the percentile interval: p = min(1, 2 * (min(#{d* <= 0}, #{d* >= 0}) + 1)
+    / (n_boot + 1)), i.e. twice the share of replicates on the far side of zero, with
+    the observed sample counted as one replicate so that p is never exactly 0. When
+    no item changes (every replicate is 0) p is 1.
+    """
+    if set(before) != set(after) or not before:
+        raise ValueError(f"paired_bootstrap: languages differ: {sorted(before)} vs {sorted(after)}")
+    for lang in before:
+        if len(before[lang]) != len(after[lang]) or not before[lang]:
+            raise ValueError(f"paired_bootstrap: {lang}: need the same non-empty items before "
+                             f"and after, got {len(before[lang])} and {len(after[lang])}")
+    rng = np.random.default_rng(seed)
+    langs = sorted(before)
+    diffs = [np.asarray(after[lang], float) - np.asarray(before[lang], float) for lang in langs]
+    delta = float(np.mean([d.mean() for d in diffs]))
+    reps = np.zeros(n_boot)
+    for d in diffs:
+        reps += _resampled_means(d, n_boot, rng)
+    reps /= len(diffs)
+    lo, hi = np.percentile(reps, [2.5, 97.5])
+    tail = min(int((reps <= 0).sum()), int((reps >= 0).sum()))
+    p = min(1.0, 2.0 * (tail + 1) / (n_boot + 1))
+    return {"delta": delta, "ci_low": float(lo), "ci_high": float(hi), "p_value": p}
+
+
+def _resampled_means(d: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of `n_boot` resamples (with replacement) of `d`, in chunks to bound memory."""
+    out = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // len(d))
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, len(d), size=(stop - start, len(d)))
+        out[start:stop] = d[idx].mean(axis=1)
+    return out
