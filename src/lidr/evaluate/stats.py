@@ -31,8 +31,10 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    # Clamp: floating error can put an endpoint a hair outside [0, 1] at 0/n or n/n.
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At 0/n and n/n the bound is exactly 0 or 1; floating error would leave 1e-17 there.
+    lo = 0.0 if successes == 0 else centre - half
+    hi = 1.0 if successes == n else centre + half
+    return (lo, hi)
 
 
 def mcnemar_exact(b: int, c: int) -> float:

@@ -1,0 +1,94 @@
+"""Intervals and paired tests against published values, hand computations and scipy."""
+
+from __future__ import annotations
+
+import pytest
+
+from lidr.evaluate.stats import discordant, mcnemar_exact, paired_bootstrap, wilson_interval
+
+
+@pytest.mark.parametrize("k, n, lo, hi", [
+    # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Table I,
+    # method 3 (score interval without continuity correction).
+    (81, 263, 0.2553, 0.3662),
+    (15, 148, 0.0624, 0.1605),
+    (0, 20, 0.0, 0.1611),
+    (1, 29, 0.0061, 0.1718),
+    # Hand computation: 3/10 -> centre 0.3555, half-width 0.2477.
+    (3, 10, 0.1078, 0.6032),
+])
+def test_wilson_interval_published_values(k, n, lo, hi):
+    got = wilson_interval(k, n)
+    assert got == pytest.approx((lo, hi), abs=1e-4)
+
+
+def test_wilson_interval_edges():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(5, 5)[1] == 1.0 and wilson_interval(0, 5)[0] == 0.0
+    # A wider z gives a wider interval (z = 2.5758 is 99 %).
+    assert wilson_interval(3, 10, z=2.575829)[0] < wilson_interval(3, 10)[0]
+    with pytest.raises(ValueError, match="successes <= n"):
+        wilson_interval(11, 10)
+
+
+@pytest.mark.parametrize("b, c", [(0, 5), (1, 9), (2, 8), (5, 5), (10, 46), (3, 0), (7, 12), (0, 1)])
+def test_mcnemar_exact_matches_scipy_binomtest(b, c):
+    stats = pytest.importorskip("scipy.stats")
+    expected = stats.binomtest(b, b + c, 0.5, alternative="two-sided").pvalue
+    assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-12)
+    assert mcnemar_exact(c, b) == pytest.approx(expected, rel=1e-12)
+
+
+def test_mcnemar_exact_hand_values():
+    # 1 vs 9 discordant: 2 * (1 + 10) / 2**10 = 22/1024.
+    assert mcnemar_exact(1, 9) == pytest.approx(22 / 1024)
+    # 0 vs 5: 2 / 32; all even: 1; no discordant items: nothing to test, p = 1.
+    assert mcnemar_exact(0, 5) == pytest.approx(0.0625)
+    assert mcnemar_exact(4, 4) == 1.0
+    assert mcnemar_exact(0, 0) == 1.0
+
+
+def test_discordant_counts():
+    before = [1, 1, 0, 0, 1, 0]
+    after = [1, 0, 1, 1, 0, 0]
+    assert discordant(before, after) == (2, 2)
+    assert discordant([1, 1, 1], [0, 0, 1]) == (2, 0)
+    with pytest.raises(ValueError, match="differ in length"):
+        discordant([1], [1, 0])
+
+
+def test_paired_bootstrap_delta_interval_and_p():
+    # es: 20 wrong -> right of 100; fr: unchanged. Mean over languages of the change = 0.10.
+    before = {"es": [0] * 100, "fr": [1] * 50 + [0] * 50}
+    after = {"es": [1] * 20 + [0] * 80, "fr": [1] * 50 + [0] * 50}
+    r = paired_bootstrap(before, after, n_boot=4000, seed=1)
+    assert r["delta"] == pytest.approx(0.10)
+    # The resampled es change is Binomial(100, 0.2)/100, halved by the mean over two languages:
+    # sd = sqrt(0.2 * 0.8 / 100) / 2 = 0.02, so the 95 % interval is about 0.10 +- 0.039.
+    assert r["ci_low"] == pytest.approx(0.061, abs=0.01)
+    assert r["ci_high"] == pytest.approx(0.139, abs=0.01)
+    # No replicate is <= 0 (every resample of 100 items with 20 % ones has some ones, in practice):
+    # p is the floor 2 / (n_boot + 1).
+    assert r["p_value"] == pytest.approx(2 / 4001)
+    assert paired_bootstrap(before, after, n_boot=4000, seed=1) == r  # seeded
+
+
+def test_paired_bootstrap_no_change_and_symmetric():
+    same = {"es": [1, 0, 1, 0], "de": [0, 0, 1, 1]}
+    r = paired_bootstrap(same, same, n_boot=500)
+    assert r == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
+    # One item up and one down in a language of 10: no evidence of a change either way.
+    # A replicate's change is (X - Y) / 10 with (X, Y, rest) ~ Multinomial(10; .1, .1, .8);
+    # exactly, P(X - Y <= -3) = 0.036 and P(X - Y <= -4) = 0.007, so the 2.5 % point is -0.3.
+    before = {"es": [1, 0] + [1] * 8}
+    after = {"es": [0, 1] + [1] * 8}
+    r = paired_bootstrap(before, after, n_boot=4000)
+    assert r["delta"] == 0.0 and r["p_value"] == 1.0
+    assert r["ci_low"] == pytest.approx(-0.3) and r["ci_high"] == pytest.approx(0.3)
+
+
+def test_paired_bootstrap_bad_input():
+    with pytest.raises(ValueError, match="languages differ"):
+        paired_bootstrap({"es": [1]}, {"fr": [1]})
+    with pytest.raises(ValueError, match="es: need the same non-empty items"):
+        paired_bootstrap({"es": [1, 0]}, {"es": [1]})
