@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lidr.evaluate.stats import discordant, mcnemar_exact, paired_bootstrap, wilson_interval
+from lidr.evaluate.stats import (
+    difference_interval, discordant, mcnemar_exact, mean_rate_interval, paired_bootstrap, wilson_interval,
+)
 
 
 @pytest.mark.parametrize("k, n, lo, hi", [
@@ -29,6 +31,34 @@ def test_wilson_interval_edges():
     assert wilson_interval(3, 10, z=2.575829)[0] < wilson_interval(3, 10)[0]
     with pytest.raises(ValueError, match="successes <= n"):
         wilson_interval(11, 10)
+
+
+@pytest.mark.parametrize("k1, n1, k2, n2, lo, hi", [
+    # Newcombe (1998), "Interval estimation for the difference between independent
+    # proportions", Table II, method 10 (score interval from the two Wilson intervals).
+    (56, 70, 48, 80, 0.0524, 0.3339),
+    (9, 10, 3, 10, 0.1705, 0.8090),
+    (6, 7, 2, 7, 0.0582, 0.8062),
+    (5, 56, 0, 29, -0.0381, 0.1926),
+])
+def test_difference_interval_published_values(k1, n1, k2, n2, lo, hi):
+    d, got_lo, got_hi = difference_interval(k1, n1, k2, n2)
+    assert d == pytest.approx(k1 / n1 - k2 / n2)
+    assert (got_lo, got_hi) == pytest.approx((lo, hi), abs=1e-4)
+
+
+def test_mean_rate_interval():
+    # Equal n: the Wilson interval of the pooled counts (6/20 -> [0.1455, 0.5190], by hand).
+    assert mean_rate_interval([3, 3], [10, 10]) == pytest.approx((0.3, 0.1455, 0.5190), abs=1e-4)
+    assert mean_rate_interval([1, 5], [10, 10])[0] == pytest.approx(0.3)
+    # Unequal n: n_eff = 4 / (1/10 + 1/40) = 32, mean (0.5 + 0.25) / 2 = 0.375.
+    mean, lo, hi = mean_rate_interval([5, 10], [10, 40])
+    assert mean == pytest.approx(0.375)
+    z2 = 1.959964**2
+    centre = (0.375 + z2 / 64) / (1 + z2 / 32)
+    half = 1.959964 / (1 + z2 / 32) * (0.375 * 0.625 / 32 + z2 / (4 * 32 * 32)) ** 0.5
+    assert (lo, hi) == pytest.approx((centre - half, centre + half))
+    assert mean_rate_interval([0, 0], [10, 10])[1] == 0.0
 
 
 @pytest.mark.parametrize("b, c", [(0, 5), (1, 9), (2, 8), (5, 5), (10, 46), (3, 0), (7, 12), (0, 1)])

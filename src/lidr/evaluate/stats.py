@@ -5,6 +5,8 @@ numpy only (no scipy): the report must be buildable wherever `lidr` installs.
 - `wilson_interval`: the Wilson score interval for a binomial proportion; unlike the
   normal ("Wald") interval it stays inside [0, 1] and behaves at 0/n and n/n, which is
   where small multilingual evaluations live.
+- `mean_rate_interval`, `difference_interval`: the same for a mean over languages and
+  for the gap between two languages.
 - `mcnemar_exact`: the exact McNemar test for two models scored on the same items;
   only the discordant items carry information, and under H0 each of them is equally
   likely to favour either model, so the p-value is a two-sided binomial test at p = 0.5.
@@ -27,14 +29,44 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
         raise ValueError(f"wilson_interval: need 0 <= successes <= n, got {successes}/{n}")
     if n == 0:
         return (0.0, 1.0)
-    p = successes / n
+    return _wilson(successes / n, n, z)
+
+
+def _wilson(p: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a rate `p` on `n` (possibly effective, non-integer) trials."""
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
     # At 0/n and n/n the bound is exactly 0 or 1; floating error would leave 1e-17 there.
-    lo = 0.0 if successes == 0 else centre - half
-    hi = 1.0 if successes == n else centre + half
+    lo = 0.0 if p <= 0.0 else centre - half
+    hi = 1.0 if p >= 1.0 else centre + half
     return (lo, hi)
+
+
+def mean_rate_interval(successes: list[int], ns: list[int], z: float = Z95) -> tuple[float, float, float]:
+    """(mean, lo, hi): the unweighted mean of several rates (the paper's average over
+    languages) with a Wilson interval on the effective sample size n_eff = L^2 / sum(1/n_i).
+
+    With equal n this is the Wilson interval of the pooled counts. Using the mean rate in
+    the variance is conservative: by concavity, mean(p_i (1 - p_i)) <= p (1 - p).
+    """
+    if not ns or len(successes) != len(ns) or any(n <= 0 for n in ns):
+        raise ValueError(f"mean_rate_interval: need matching non-empty counts, got {successes} of {ns}")
+    mean = sum(k / n for k, n in zip(successes, ns)) / len(ns)
+    n_eff = len(ns) ** 2 / sum(1 / n for n in ns)
+    lo, hi = _wilson(mean, n_eff, z)
+    return mean, lo, hi
+
+
+def difference_interval(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> tuple[float, float, float]:
+    """(p1 - p2, lo, hi) for two independent rates: Newcombe's (1998) hybrid score
+    interval (his method 10), built from the two Wilson intervals; it keeps the Wilson
+    interval's good behaviour near 0 and 1, where a Wald difference interval collapses."""
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson_interval(k1, n1, z)
+    l2, u2 = wilson_interval(k2, n2, z)
+    d = p1 - p2
+    return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
 
 
 def mcnemar_exact(b: int, c: int) -> float:
