@@ -134,6 +134,38 @@ def test_extract_answer(text: str, expected: float) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # an answer phrase that introduces working: the result, not the first operand
+        ("The answer is calculated as follows: 16 - 3 - 4 = 9; 9 * 2 = 18", 18),
+        ("La respuesta es: 16 - 3 - 4 = 9 huevos, 9 * 2 = 18 dólares.", 18),
+        ("So the answer is 3/4 = 0.75", 0.75),
+        ("The answer is 2 + 3 = 5 apples. Check: 5 - 3 = 2", 5),
+        ("Ответ: 9 × 2 = 18 долларов. Проверка: 18 / 2 = 9", 18),
+        ("答案是 9×2＝18 元。验证：18-2=16", 18),
+        ("The answer is 16 - 3 - 4, which leaves 9", 9),  # no "=": the sentence's last number
+        # fractions
+        ("The answer is 3/4.", 0.75),
+        (r"The answer is $\frac{3}{4}$ of the cake", 0.75),
+        (r"\boxed{\dfrac{1}{2}}", 0.5),
+        ("She ate 1/2 of 8 = 4 slices", 4),
+        ("Date 12/25/2020: he had 7", 7),  # a date is no fraction
+    ],
+)
+def test_extract_answer_after_working(text: str, expected: float) -> None:
+    assert extract_answer(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("token", "expected"), [("3/4", 0.75), ("-1/2", -0.5), ("10/4", 2.5)])
+def test_parse_fraction(token: str, expected: float) -> None:
+    assert parse_number(token) == pytest.approx(expected)
+
+
+def test_parse_fraction_by_zero() -> None:
+    assert parse_number("3/0") is None
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "",

@@ -3,7 +3,12 @@
 `extract_answer` looks, in order, for: the last LaTeX ``\\boxed{...}``; the last answer phrase
 ("The answer is", "答案是", "Ответ:", "####", ...) followed by a number; else the last number in the
 text. Digits of any script are first mapped to ASCII, and numbers may use any thousands/decimal
-convention ("1,000", "1.000", "1 000", "1'000", "3,5", "1.234,5").
+convention ("1,000", "1.000", "1 000", "1'000", "3,5", "1.234,5"); "3/4" and "\\frac{3}{4}" are
+fractions (0.75).
+
+An answer phrase may introduce working instead of a number ("The answer is calculated as follows:
+16 - 3 - 4 = 9; 9 * 2 = 18"): when the first number after it starts an arithmetic expression, the
+answer is the number after the last "=" of that sentence, else the sentence's last number.
 """
 
 from __future__ import annotations
@@ -39,9 +44,9 @@ _PHRASE_RE = re.compile(
 )
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
-# Number punctuation that is not ASCII: full-width comma/full stop/hyphen, the minus sign, and the
+# Number punctuation that is not ASCII: full-width comma/full stop/hyphen/equals, the minus sign, and the
 # Arabic decimal and thousands separators.
-_PUNCT = str.maketrans({"，": ",", "．": ".", "－": "-", "−": "-", "٫": ".", "٬": ","})
+_PUNCT = str.maketrans({"，": ",", "．": ".", "－": "-", "−": "-", "＝": "=", "٫": ".", "٬": ","})
 
 # Characters that only ever group thousands: spaces (plain, no-break, narrow no-break, thin,
 # figure) and apostrophes (Swiss "1'000", typographic "1’000").
@@ -54,6 +59,8 @@ _NUMBER_RE = re.compile(
     rf"""
     (?:(?<![0-9A-Za-z)\]])-)?
     (?:
+        (?<![0-9/])[0-9]+/[0-9]+(?![0-9/])                                # 3/4 (a fraction)
+        |
         [0-9]{{1,3}}(?:[{_GROUP_SEPS}][0-9]{{3}}(?![0-9]))+(?:[.,][0-9]+)?  # 1 000 / 1'000,5
         |
         [0-9]+(?:[.,][0-9]+)*                                             # 1000 / 1,000.5 / 3,5
@@ -64,6 +71,14 @@ _NUMBER_RE = re.compile(
 
 _SPACE_GROUPED_RE = re.compile(rf"[0-9]{{1,3}}(?:[{_GROUP_SEPS}][0-9]{{3}})+(?:[.,][0-9]+)?")
 _PLAIN_RE = re.compile(r"[0-9]+(?:[.,][0-9]+)*")
+_FRACTION_RE = re.compile(r"([0-9]+)/([0-9]+)")
+_LATEX_FRAC_RE = re.compile(r"\\[dt]?frac\s*\{\s*([0-9]+)\s*\}\s*\{\s*([0-9]+)\s*\}")
+
+# After a number: an operator and another number, i.e. the number starts a calculation.
+_OPERATION_RE = re.compile(r"\s*(?:[-+*/×÷·=x]|\\times|\\cdot|\\div)\s*\$?\s*\(?\s*-?[0-9]")
+# The end of the stretch of working an answer phrase introduces: a sentence end or a blank line.
+# Latin-script full stops need a space after them ("3.5" is a number); CJK and Indic ones do not.
+_STRETCH_END_RE = re.compile(r"[.!?](?=\s|$)|[。！？।]|\n\s*\n")
 
 
 def normalize_digits(text: str) -> str:
@@ -83,6 +98,10 @@ def parse_number(token: str) -> float | None:
     s = normalize_digits(token).strip().rstrip(".,")  # "12." ends a sentence, it is not 12.0
     sign = -1.0 if s.startswith("-") else 1.0
     s = s.lstrip("+-")
+    fraction = _FRACTION_RE.fullmatch(s)
+    if fraction:
+        num, den = (int(g) for g in fraction.groups())
+        return None if den == 0 else sign * num / den
     if any(c in _GROUP_SEPS for c in s):
         value = _parse_space_grouped(s)
     elif _PLAIN_RE.fullmatch(s):
@@ -136,19 +155,25 @@ def _join(whole: str, frac: str, group_sep: str) -> float | None:
     return float("".join(groups) + ("." + frac if frac else ""))
 
 
-def _numbers(text: str, start: int = 0, end: int | None = None) -> Iterator[float]:
-    """The values of the number tokens in text[start:end], in order, skipping unparsable ones."""
+def _tokens(text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[re.Match, float]]:
+    """(match, value) of the number tokens in text[start:end], in order, skipping unparsable ones."""
     end = len(text) if end is None else end
     for match in _NUMBER_RE.finditer(text, start, end):
         value = parse_number(match.group())
         if value is not None:
-            yield value
+            yield match, value
+
+
+def _numbers(text: str, start: int = 0, end: int | None = None) -> Iterator[float]:
+    """The values of the number tokens in text[start:end], in order."""
+    return (value for _, value in _tokens(text, start, end))
 
 
 def _prepare(text: str) -> str:
     """ASCII digits and markup removed around numbers, so one regex can find them."""
     text = normalize_digits(unicodedata.normalize("NFC", text))  # NFC: "réponse" typed as e + ́
     text = text.replace("{,}", ",").replace("\\,", "\u2009")  # LaTeX "1{,}000", "1\,000"
+    text = _LATEX_FRAC_RE.sub(r"\1/\2", text)  # \frac{3}{4} -> 3/4
     # "**Answer**: 18" -> phrase found; a space, not "", so "**1**2" never fuses into 12.
     return text.replace("**", " ")
 
@@ -167,11 +192,35 @@ def _boxed_answer(text: str) -> float | None:
 
 
 def _phrase_answer(text: str) -> float | None:
-    """First number after the last answer phrase. None when nothing follows it ("The answer is
+    """The number after the last answer phrase. None when nothing follows it ("The answer is
     eighteen"): an earlier phrase's number would then be a stale guess, the last number is better.
+
+    Usually the first number after the phrase. When that number starts a calculation ("the answer
+    is 16 - 3 - 4 = 9; 9 * 2 = 18"), the phrase introduces working, and the answer is its result.
     """
     matches = list(_PHRASE_RE.finditer(text))
-    return next(_numbers(text, matches[-1].end()), None) if matches else None
+    if not matches:
+        return None
+    first = next(_tokens(text, matches[-1].end()), None)
+    if first is None:
+        return None
+    match, value = first
+    if not _OPERATION_RE.match(text, match.end()):
+        return value
+    return _worked_result(text, match.start())
+
+
+def _worked_result(text: str, start: int) -> float | None:
+    """The result of the working that starts at `start`: the number after the last "=" before the
+    sentence ends, or the sentence's last number when it has no "=" followed by one."""
+    stop = _STRETCH_END_RE.search(text, start)
+    end = stop.start() if stop else len(text)
+    equals = text.rfind("=", start, end)
+    if equals >= 0:
+        after = next(_numbers(text, equals + 1, end), None)
+        if after is not None:
+            return after
+    return next(iter(reversed(list(_numbers(text, start, end)))), None)
 
 
 def extract_answer(text: str) -> float | None:
