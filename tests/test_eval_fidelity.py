@@ -20,10 +20,13 @@ def test_fidelity_of_records_on_known_texts():
         {"lang": "de", "text": "12 + 5 = 17"},
     ]
     result = fidelity_of_records(records, text_key="text", language_key="lang")
-    assert result["en"] == {"n": 2, "fidelity": 0.5, "detected": {"en": 1, "es": 1}}
-    assert result["es"] == {"n": 1, "fidelity": 1.0, "detected": {"es": 1}}
+    # Wilson 95 % intervals, computed by hand from the formula: 1/2 -> [0.0945, 0.9055], 1/1 -> [0.2065, 1].
+    half = pytest.approx([0.0945, 0.9055], abs=1e-4)
+    assert result["en"] == {"n": 2, "fidelity": 0.5, "fidelity_ci": half, "detected": {"en": 1, "es": 1}}
+    assert result["es"] == {"n": 1, "fidelity": 1.0, "fidelity_ci": pytest.approx([0.2065, 1.0], abs=1e-4),
+                            "detected": {"es": 1}}
     # A text with no letters is in no language: it counts against fidelity.
-    assert result["de"] == {"n": 2, "fidelity": 0.5, "detected": {"de": 1, "none": 1}}
+    assert result["de"] == {"n": 2, "fidelity": 0.5, "fidelity_ci": half, "detected": {"de": 1, "none": 1}}
 
 
 @pytest.fixture(scope="module")

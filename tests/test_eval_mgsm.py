@@ -104,7 +104,8 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
     assert len(rows) == 9
     for row in rows:
         assert set(row) == {"id", "language", "question", "gold", "response", "extracted", "correct",
-                            "detected_language", "finish_reason"}
+                            "detected_language", "off_target", "finish_reason"}
+        assert row["off_target"] == (row["detected_language"] != row["language"])
         assert row["correct"] == answers_match(row["extracted"], row["gold"])
         assert row["finish_reason"] in ("stop", "length")
     assert sum(len(r["response"]) > 20 for r in rows) >= 7  # a real model writes worked answers

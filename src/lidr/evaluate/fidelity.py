@@ -1,9 +1,11 @@
 """Language fidelity: does the model answer in the language it was asked in?
 
 `evaluate_fidelity` sends each prompt as it is (no wrapper asking for a language: the
-prompt's own language is the request) and writes `fidelity.json` (see `evaluate.base`)
-and `fidelity_generations.jsonl`. `fidelity_of_records` scores text that another stage
-already generated.
+prompt's own language is the request) and writes `fidelity.json` (see `evaluate.base`;
+per language the rate and its 95 % Wilson interval `fidelity_ci`) and
+`fidelity_generations.jsonl` (one row per prompt: id and 0/1 `in_language`, for paired
+comparisons; the result's `items` key names it). `fidelity_of_records` scores text that
+another stage already generated.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from lidr.data.prompts import DataError, read_records
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
 from lidr.evaluate.base import text_of, write_result
 from lidr.evaluate.langid import detect_language
+from lidr.evaluate.stats import wilson_interval
 from lidr.store import write_text_atomic
 
 TOP_DETECTED = 5  # languages kept in each histogram; the long tail is noise from short texts
 NO_LANGUAGE = "none"  # histogram key for texts with no letters (detect_language gives None)
+ITEMS_FILE = "fidelity_generations.jsonl"
 
 
 def summarize_detections(pairs: list[tuple[str, str | None]]) -> dict[str, dict[str, Any]]:
@@ -29,13 +33,16 @@ def summarize_detections(pairs: list[tuple[str, str | None]]) -> dict[str, dict[
     by_lang: dict[str, list[str | None]] = {}
     for requested, detected in pairs:
         by_lang.setdefault(requested, []).append(detected)
+    return {lang: _rate(lang, found) for lang, found in by_lang.items()}
+
+
+def _rate(lang: str, found: list[str | None]) -> dict[str, Any]:
+    hits = sum(d == lang for d in found)
     return {
-        lang: {
-            "n": len(found),
-            "fidelity": sum(d == lang for d in found) / len(found),
-            "detected": dict(Counter(d or NO_LANGUAGE for d in found).most_common(TOP_DETECTED)),
-        }
-        for lang, found in by_lang.items()
+        "n": len(found),
+        "fidelity": hits / len(found),
+        "fidelity_ci": list(wilson_interval(hits, len(found))),
+        "detected": dict(Counter(d or NO_LANGUAGE for d in found).most_common(TOP_DETECTED)),
     }
 
 
@@ -80,7 +87,8 @@ def evaluate_fidelity(
         })
 
     out_dir = Path(out_dir)
-    write_text_atomic(out_dir / "fidelity_generations.jsonl",
+    write_text_atomic(out_dir / ITEMS_FILE,
                       "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     languages = summarize_detections([(r["language"], r["detected_language"]) for r in rows])
-    return write_result(out_dir, "fidelity", model_name, languages, max_new_tokens=max_new_tokens)
+    return write_result(out_dir, "fidelity", model_name, languages, max_new_tokens=max_new_tokens,
+                        items=ITEMS_FILE)

@@ -6,8 +6,12 @@ optionally `{language}`, the language's English name). Items come from MGSM file
 (`query`/`response`), GSM8K files (`instruction` or `question` + `final_answer`, or an
 `answer` ending in `#### N`) or plain `{question, answer}` files.
 
-Outputs, in `out_dir`: `mgsm.json` (see `evaluate.base`) and `mgsm_generations.jsonl`,
-one row per question, so a score can be checked without rerunning the model.
+Outputs, in `out_dir`: `mgsm.json` (see `evaluate.base`; per language the counts, the
+rates and their 95 % Wilson intervals `accuracy_ci` / `off_target_ci`) and
+`mgsm_generations.jsonl`, one row per question with its item id and 0/1 outcomes
+(`correct`, `off_target`), so a score can be checked, and two models compared item by
+item (`lidr.evaluate.stats.mcnemar_exact`), without rerunning the model. The result's
+`items` key names that file.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
 from lidr.evaluate.answers import answers_match, extract_answer
 from lidr.evaluate.base import text_of, write_result
 from lidr.evaluate.langid import detect_language
+from lidr.evaluate.stats import wilson_interval
 from lidr.languages import get_language
 from lidr.store import write_text_atomic
+
+ITEMS_FILE = "mgsm_generations.jsonl"
 
 MATH_TEMPLATES: dict[str, str] = {
     # Short and explicit: a 135M model follows one instruction per sentence better than a
@@ -95,17 +102,18 @@ def _score(item: dict[str, str], lang: str, text: str, finish_reason: str) -> di
     return {
         "id": item["id"], "language": lang, "question": item["question"], "gold": item["gold"],
         "response": text, "extracted": extracted, "correct": answers_match(extracted, item["gold"]),
-        "detected_language": detected, "finish_reason": finish_reason,
+        # A response with no letters (detected None) is off-target too: it is not in the language.
+        "detected_language": detected, "off_target": detected != lang, "finish_reason": finish_reason,
     }
 
 
-def _summary(rows: list[dict[str, Any]], lang: str) -> dict[str, Any]:
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(rows)
     correct = sum(r["correct"] for r in rows)
-    # A response with no letters (detected None) is off-target too: it is not in the language.
-    off = sum(r["detected_language"] != lang for r in rows)
+    off = sum(r["off_target"] for r in rows)
     return {
         "n": n, "correct": correct, "accuracy": correct / n, "off_target": off / n,
+        "accuracy_ci": list(wilson_interval(correct, n)), "off_target_ci": list(wilson_interval(off, n)),
         "no_answer": sum(r["extracted"] is None for r in rows),
         "truncated": sum(r["finish_reason"] == "length" for r in rows),
     }
@@ -134,12 +142,16 @@ def evaluate_mgsm(
             c = next(completions)
             rows[lang].append(_score(item, lang, c.text, c.finish_reason))
 
-    out_dir = Path(out_dir)
+    return write_outputs(Path(out_dir), rows, model_name, template=template, max_new_tokens=max_new_tokens)
+
+
+def write_outputs(out_dir: Path, rows: dict[str, list[dict[str, Any]]], model_name: str,
+                  **extra: Any) -> dict[str, Any]:
+    """Write the per-item file and `mgsm.json` from scored rows (lang -> rows as `_score`
+    makes them: at least id, correct, off_target, extracted, finish_reason)."""
     write_text_atomic(
-        out_dir / "mgsm_generations.jsonl",
+        out_dir / ITEMS_FILE,
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for lang_rows in rows.values() for r in lang_rows),
     )
-    return write_result(
-        out_dir, "mgsm", model_name, {lang: _summary(r, lang) for lang, r in rows.items()},
-        template=template, max_new_tokens=max_new_tokens,
-    )
+    return write_result(out_dir, "mgsm", model_name, {lang: _summary(r) for lang, r in rows.items()},
+                        **extra, items=ITEMS_FILE)
