@@ -117,7 +117,7 @@ def _execute(cfg: RunConfig, run_dir: Path, base_dir: Path | None, dry_run: bool
 def run(
     config: Path = typer.Argument(..., help="YAML run config"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="run directory (default runs/<name>)"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="use only the first N prompts per iteration"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="use only the first N prompts per iteration"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and print the plan; load no model"),
     worker: int = typer.Option(0, "--worker", min=0, help="data parallel: this worker's index (0 trains)"),
     workers: int = typer.Option(1, "--workers", min=1, help="data parallel: how many workers share the run "
@@ -125,6 +125,8 @@ def run(
 ) -> None:
     """Run the LIDR loop from a config; re-running with the same config and output resumes."""
     try:
+        if limit is not None and limit < 1:  # checked here: typer's min= prints a usage box
+            raise ConfigError(f"--limit must be at least 1 (got {limit})")
         cfg, base_dir = load_config(config)
         if limit is not None:
             cfg = parse_config({**cfg.model_dump(), "limit": limit}, str(config))
@@ -263,7 +265,11 @@ def status(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
 
     if not (run_dir / "config.yaml").is_file():
         _fail(RunDirError(f"{run_dir} is not a lidr run directory (no config.yaml)"))
-    print_summary(run_summary(run_dir), _stdout(), str(run_dir))
+    try:
+        summary = run_summary(run_dir)
+    except USER_ERRORS as err:
+        _fail(err)
+    print_summary(summary, _stdout(), str(run_dir))
 
 
 if __name__ == "__main__":

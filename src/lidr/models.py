@@ -8,9 +8,12 @@ cache (`$LIDR_CACHE`, default `~/.cache/lidr`), which every engine and the train
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
+from typing import Callable
 
 from lidr.config import BUNDLED_MODEL
 
@@ -30,6 +33,7 @@ def bundled_model_dir() -> Path:
     """The plain model directory of the bundled SmolLM2, built from its GGUF on first use."""
     target = cache_dir() / "models" / "smollm2-135m-instruct"
     if (target / "config.json").is_file():
+        check_weights(target, BUNDLED_MODEL, hint=f"; delete {target} to rebuild it")
         return target
     spec = importlib.util.find_spec(GGUF_PACKAGE)  # locate without importing the package
     if spec is None or not spec.submodule_search_locations:
@@ -78,14 +82,100 @@ def resolve_model(spec: str, base_dir: Path | None = None, build_bundled: bool =
     fails, if it must, with the hub's own message when it is loaded.
     """
     if spec == BUNDLED_MODEL:
-        return str(bundled_model_dir()) if build_bundled else spec
+        if build_bundled:
+            return str(bundled_model_dir())
+        built = cache_dir() / "models" / "smollm2-135m-instruct"
+        if (built / "config.json").is_file():
+            check_weights(built, spec, hint=f"; delete {built} to rebuild it")
+        return spec
     p = Path(spec).expanduser()
     if not p.is_absolute() and base_dir is not None and (base_dir / p).exists():
         p = base_dir / p
     if p.exists():
         if not (p / "config.json").is_file():
             raise ModelError(f"model directory {p} has no config.json")
+        check_weights(p, spec)
         return str(p.resolve())
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelError(f"model path does not exist: {spec}")
     return spec  # a hub id such as "meta-llama/Meta-Llama-3-8B-Instruct"
+
+
+# Checked without loading anything: a missing or cut weights file would otherwise surface
+# deep inside transformers as a long traceback that names no model.
+SINGLE_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def weight_files(model_dir: Path, name: str) -> list[Path]:
+    """The weights files a model directory must hold, from its index or the usual names."""
+    for index in INDEXES:
+        path = model_dir / index
+        if path.is_file():
+            try:
+                files = sorted(set(json.loads(path.read_text(encoding="utf-8"))["weight_map"].values()))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ModelError(f"model {name}: {path} is damaged (expected JSON with a weight_map)") from None
+            return [model_dir / f for f in files]
+    for single in SINGLE_WEIGHTS:
+        if (model_dir / single).is_file():
+            return [model_dir / single]
+    found = sorted(model_dir.glob("*.safetensors"))
+    if not found:
+        raise ModelError(f"model {name}: {model_dir} holds no weights (expected {' or '.join(SINGLE_WEIGHTS)})")
+    return found
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file is unusable, from its header and size (None: it looks whole)."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"cut: {size} bytes"
+        n = int.from_bytes(head, "little")
+        if 8 + n > size:
+            return f"cut: {size} bytes, its header alone is {8 + n}"
+        try:
+            header = json.loads(f.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return "not a safetensors file (unreadable header)"
+    if 8 + n + end != size:
+        return f"cut: {size} bytes, its header says {8 + n + end}"
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    if not path.is_file():
+        return "missing"
+    if path.suffix == ".safetensors":
+        return _safetensors_problem(path)
+    with path.open("rb") as f:
+        zipped = f.read(2) == b"PK"
+    if zipped and not zipfile.is_zipfile(path):  # torch.save's zip format, cut short
+        return "cut (not a whole zip archive)"
+    return None
+
+
+def check_weights(model_dir: Path, name: str, hint: str = "") -> None:
+    """Raise a one-line `ModelError` naming the model and the file if a weights file is missing or cut."""
+    for f in weight_files(Path(model_dir), name):
+        problem = _file_problem(f)
+        if problem:
+            raise ModelError(f"model {name}: weights file {f} is {problem}{hint}")
+
+
+def model_ok(model_dir: Path, log: Callable[[str], None] | None = None) -> bool:
+    """Whether a model directory the run wrote is whole; a damaged one is logged for redoing."""
+    if not (Path(model_dir) / "config.json").is_file():
+        if Path(model_dir).exists() and log:
+            log(f"[yellow]warning:[/yellow] {model_dir} has no config.json; training it again")
+        return False
+    try:
+        check_weights(Path(model_dir), str(model_dir))
+    except ModelError as err:
+        if log:
+            log(f"[yellow]warning:[/yellow] {err}; training it again")
+        return False
+    return True

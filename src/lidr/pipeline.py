@@ -33,11 +33,12 @@ from lidr.data.prompts import Prompt, load_aligned, read_records, resolve_path
 from lidr.engines import Sampling
 from lidr.engines.configured import check_engine, engine_from_config
 from lidr.evaluate.runner import check_task, run_task
-from lidr.models import resolve_model
+from lidr.models import model_ok, resolve_model
 from lidr.stages import generate, pairs, train, translate
 from lidr.stages.filters import apply_gates
 from lidr.store import DONE, RunDirError, Worker, is_done, read_json, read_records as read_stage, run_sharded, \
     wait_until, write_json_atomic, write_parquet_atomic, write_text_atomic
+from lidr.store import check_redone, clean_stale_tmp, finished, load_json, previous_done, run_lock
 
 STAGES = ("responses", "translations", "pairs", "train")
 
@@ -97,7 +98,9 @@ class Pipeline:
             if self.run_dir.exists() and any(not p.name.startswith(".") for p in self.run_dir.iterdir()):
                 raise RunDirError(f"{self.run_dir} is not empty and holds no lidr run (no config.yaml)")
             return
-        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        old = self._saved_config(saved)
+        if old is None:
+            return
         new = self.cfg.model_dump(mode="json")
         differ = diff_configs(old, new)
         if differ:
@@ -105,6 +108,31 @@ class Pipeline:
                 f"{self.run_dir} holds a run with a different config; keys that differ: {', '.join(differ)} "
                 "(use another --output, or the same config to resume)"
             )
+
+    def _saved_config(self, saved: Path) -> dict[str, Any] | None:
+        """The saved config as a mapping; None when it is a cut copy of this very config.
+
+        config.yaml is always written as `to_yaml(cfg)`, so a file cut short (full disk, a
+        copy interrupted) that is a prefix of this config's text can only come from this
+        config: the run resumes and rewrites it. Anything else that does not parse is
+        refused, since the settings that built the run's files can no longer be checked.
+        """
+        raw = saved.read_bytes()
+        if raw and to_yaml(self.cfg).encode().startswith(raw) and len(raw) < len(to_yaml(self.cfg).encode()):
+            self.console.log(f"[yellow]warning:[/yellow] {saved} is cut short; this config matches what is "
+                             "left of it and rewrites it")
+            return None
+        try:
+            old = yaml.safe_load(raw.decode("utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError) as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise RunDirError(f"{saved} is damaged (not valid YAML{where}); restore it, or use another --output "
+                              "to start a new run") from None
+        if not isinstance(old, dict):
+            what = "empty" if old is None else f"a YAML {type(old).__name__}, not a mapping"
+            raise RunDirError(f"{saved} is damaged ({what}); restore it, or use another --output to start a new run")
+        return old
 
     def describe(self) -> list[str]:
         """The plan, for --dry-run: stages, prompt counts per language, output paths."""
@@ -130,6 +158,12 @@ class Pipeline:
         if not self.plans:
             self.prepare()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # One process per run directory and worker index: two would overwrite each other's work.
+        with run_lock(self.run_dir, self.worker):
+            clean_stale_tmp(self.run_dir, self.console.log)
+            return self._run_locked()
+
+    def _run_locked(self) -> dict[str, Any]:
         write_text_atomic(self.run_dir / "config.yaml", to_yaml(self.cfg))
         model_in = resolve_model(self.cfg.model, self.base_dir)
         self._evaluate(0, model_in)
@@ -179,8 +213,9 @@ class Pipeline:
 
     def _generate(self, plan: IterationPlan, engine_factory: Callable) -> None:
         cfg, out = self.cfg, plan.stage_dir("responses")
-        if is_done(out):
+        if finished(out, self.console.log):
             return
+        old = previous_done(out)
         g = cfg.generation
         requests = generate.generation_requests(plan.prompts, g.max_new_tokens, g.task_template)
         sampling = Sampling(g.temperature, g.top_p, g.repetition_penalty, cfg.seed + plan.t)
@@ -188,6 +223,7 @@ class Pipeline:
             summary = run_sharded(out, requests, engine_factory, sampling, g.shard_size,
                                   generate.response_record, on_progress, on_shard, self.worker, self.console.log)
         summary["languages"] = generate.response_stats(read_stage(out))
+        check_redone(out, old, summary)
         write_json_atomic(out / DONE, summary)
 
     def _task_ids(self, responses: list[dict[str, Any]]) -> set[str]:
@@ -196,8 +232,9 @@ class Pipeline:
 
     def _translate(self, plan: IterationPlan, engine_factory: Callable) -> None:
         cfg, out = self.cfg, plan.stage_dir("translations")
-        if is_done(out):
+        if finished(out, self.console.log):
             return
+        old = previous_done(out)
         tc = cfg.translation
         responses = read_stage(plan.stage_dir("responses"))
         requests = translate.translation_requests(
@@ -209,11 +246,12 @@ class Pipeline:
                                   lambda r, c: translate.translation_record(r, c, tc.accept_unclosed),
                                   on_progress, on_shard, self.worker, self.console.log)
         summary["directions"] = translate.translation_stats(read_stage(out))
+        check_redone(out, old, summary)
         write_json_atomic(out / DONE, summary)
 
     def _pairs(self, plan: IterationPlan) -> None:
         cfg, out = self.cfg, plan.stage_dir("pairs")
-        if is_done(out):
+        if (finished(out, self.console.log) if self.worker.is_main else is_done(out)):
             return
         if not self.worker.is_main:
             return wait_until(lambda: is_done(out), lambda: f"worker 0: pairs of iteration {plan.t}", self.console.log)
@@ -240,7 +278,9 @@ class Pipeline:
 
     def _train(self, plan: IterationPlan, model_in: str) -> None:
         out = plan.stage_dir("train")
-        if is_done(out) and (plan.model_dir / "config.json").is_file():
+        if self.worker.is_main and finished(out, self.console.log) and model_ok(plan.model_dir, self.console.log):
+            return
+        if not self.worker.is_main and is_done(out) and (plan.model_dir / "config.json").is_file():
             return
         if not self.worker.is_main:
             return wait_until(lambda: is_done(out) and (plan.model_dir / "config.json").is_file(),
@@ -251,7 +291,7 @@ class Pipeline:
             train.copy_model(model_in, plan.model_dir)
             write_json_atomic(out / DONE, {"pairs": 0, "steps": 0, "seconds": 0.0, "history": []})
             return
-        n = read_json(plan.stage_dir("pairs") / DONE)["n"]
+        n = load_json(plan.stage_dir("pairs") / DONE)["n"]
         self.console.log(f"iteration {plan.t}: training on {n} pairs (DPO+NLL)")
         if self.cfg.training.accelerate_config:
             from lidr.stages.train_launch import train_launched
@@ -296,8 +336,8 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     """Every finished stage's `_done.json` and evaluation result, by iteration."""
     out: dict[str, Any] = {}
     for it in sorted(Path(run_dir).glob("iter_*"), key=lambda p: int(p.name.split("_")[1])):
-        record = {s: read_json(it / s / DONE) for s in STAGES if (it / s / DONE).is_file()}
-        results = (read_json(f) for f in sorted((it / "eval").glob("*.json")))
+        record = {s: load_json(it / s / DONE) for s in STAGES if (it / s / DONE).is_file()}
+        results = (load_json(f) for f in sorted((it / "eval").glob("*.json")))
         evals = {r["task"]: r for r in results if isinstance(r, dict) and "task" in r and "languages" in r}
         if evals:
             record["eval"] = evals

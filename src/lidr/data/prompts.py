@@ -8,6 +8,7 @@ names the file, line or row, and key.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -40,9 +41,27 @@ def resolve_path(path: str, base_dir: Path | None) -> Path:
     return p
 
 
+def _not_utf8(path: Path, data: bytes, err: UnicodeDecodeError, line: int | None = None) -> DataError:
+    line = line or data[: err.start].count(b"\n") + 1
+    return DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x}); save the file as UTF-8")
+
+
+def _text(path: Path) -> str:
+    """The whole file as text; utf-8-sig drops the byte-order mark that spreadsheet exports add."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, data, err) from None
+
+
 def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise _not_utf8(path, raw, err, lineno) from None
             if not line.strip():
                 continue
             try:
@@ -56,7 +75,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _read_json(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_text(path))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: malformed JSON at line {err.lineno} ({err.msg})") from None
     if not isinstance(data, list):
@@ -68,15 +87,20 @@ def _read_json(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _read_csv(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        for i, rec in enumerate(csv.DictReader(f)):
-            yield f"{path} row {i + 2}", rec  # row 1 is the header
+    for i, rec in enumerate(csv.DictReader(io.StringIO(_text(path), newline=""))):
+        yield f"{path} row {i + 2}", rec  # row 1 is the header
 
 
 def _read_parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for i, rec in enumerate(pq.read_table(path).to_pylist()):
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DataError(f"{path}: not a readable parquet file ({first})") from None
+    for i, rec in enumerate(table.to_pylist()):
         yield f"{path} row {i}", rec
 
 
