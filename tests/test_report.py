@@ -92,12 +92,25 @@ def test_report_tables_and_plots(tmp_path):
 
     acc = _section(text, "#### mgsm: accuracy")
     assert "| language | M0 | M1 | M2 | n |" in acc
-    assert _row(acc, "es") == ["es", "0.456", "0.600 (+0.144)", "0.640 (+0.184)", "250"]
-    assert _row(acc, "en") == ["en", "0.700", "0.712 (+0.012)", "0.720 (+0.020)", "250"]
-    assert _row(acc, "**mean**") == ["**mean**", "0.578", "0.656 (+0.078)", "0.680 (+0.102)", ""]
+    # Rates carry their 95 % Wilson interval (computed from n for results saved without one).
+    assert _row(acc, "es") == ["es", "0.46 [0.40, 0.52]", "0.60 [0.54, 0.66] (+0.14)",
+                               "0.64 [0.58, 0.70] (+0.18)", "250"]
+    assert _row(acc, "en") == ["en", "0.70 [0.64, 0.75]", "0.71 [0.65, 0.76] (+0.01)",
+                               "0.72 [0.66, 0.77] (+0.02)", "250"]
+    # The mean over languages: equal n, so the Wilson interval of the pooled counts (289/500).
+    assert _row(acc, "**mean**") == ["**mean**", "0.58 [0.53, 0.62]", "0.66 [0.61, 0.70] (+0.08)",
+                                     "0.68 [0.64, 0.72] (+0.10)", ""]
     # Counts stay integers; off_target is a rate.
     assert _row(_section(text, "#### mgsm: correct"), "es") == ["es", "114", "150 (+36)", "160 (+46)", "250"]
-    assert _row(_section(text, "#### mgsm: off_target"), "es")[2] == "0.060 (-0.060)"
+    assert _row(_section(text, "#### mgsm: off_target"), "es")[2] == "0.06 [0.04, 0.10] (-0.06)"
+    # A change that rounds to zero is "+0.00", never "-0.00".
+    assert _row(_section(text, "#### mgsm: off_target"), "en")[3] == "0.00 [0.00, 0.02] (+0.00)"
+
+    # The gap to the dominant language (no config.yaml here: English), Newcombe's interval.
+    gap = _section(text, "#### mgsm: accuracy gap to en (accuracy_xx − accuracy_en)")
+    assert "| language | M0 | M1 | M2 |" in gap
+    assert _row(gap, "es") == ["es", "-0.24 [-0.32, -0.16]", "-0.11 [-0.19, -0.03]", "-0.08 [-0.16, 0.00]"]
+    assert "en" not in [line.split("|")[1].strip() for line in gap.splitlines() if line.startswith("| ")]
 
     # Win rates are percents: one decimal; a missing standard error is "-"; differing n shown per model.
     wr = _section(text, "#### x_alpacaeval: win_rate")
@@ -111,7 +124,8 @@ def test_report_tables_and_plots(tmp_path):
     fid = _section(text, "### fidelity")
     assert "No `fidelity` results for M1." in fid
     assert "| language | M0 | M2 | n |" in text
-    assert _row(_section(text, "#### fidelity: fidelity"), "es") == ["es", "0.500", "0.900 (+0.400)", "20"]
+    assert _row(_section(text, "#### fidelity: fidelity"), "es") == ["es", "0.50 [0.30, 0.70]",
+                                                                      "0.90 [0.70, 0.97] (+0.40)", "20"]
     assert "fidelity: detected" not in text
     assert "lm_eval_raw" not in text
     assert "Iterations with no evaluation results: M3 (`iter_3`)" in text
@@ -129,7 +143,7 @@ def test_report_tables_and_plots(tmp_path):
 
     expected = {f"{task}_{m}.png" for task, ms in {
         "mgsm": ["correct", "accuracy", "off_target"], "fidelity": ["fidelity"],
-        "x_alpacaeval": ["win_rate", "standard_error", "wins"]}.items() for m in ms}
+        "x_alpacaeval": ["win_rate", "standard_error", "wins"]}.items() for m in ms} | {"mgsm_accuracy_gap.png"}
     assert {p.name for p in (run_dir / "plots").iterdir()} == expected
     for name in expected:
         data = (run_dir / "plots" / name).read_bytes()
@@ -156,4 +170,147 @@ def test_report_without_m0_shows_no_deltas(tmp_path):
     write_result(run_dir / "iter_2" / "eval", "mgsm", "M2", {"es": {"n": 5, "accuracy": 0.6}})
     text = build_report(run_dir).read_text(encoding="utf-8")
     assert "No M0 result: no deltas." in text
-    assert "| es | 0.400 | 0.600 | 5 |" in text
+    assert "| es | 0.40 [0.12, 0.77] | 0.60 [0.23, 0.88] | 5 |" in text
+
+
+# ---- intervals, paired tests and comparisons from saved per-item files ----------------------
+
+def _rows(lang: str, correct: list[int], off: list[int] | None = None) -> list[dict]:
+    """Scored rows in the shape `evaluate_mgsm` saves them (one per item)."""
+    off = off or [0] * len(correct)
+    return [{"id": f"q{i}", "language": lang, "question": "?", "gold": "1", "response": "",
+             "extracted": 1 if c else None, "correct": bool(c), "detected_language": "en" if o else lang,
+             "off_target": bool(o), "finish_reason": "stop"} for i, (c, o) in enumerate(zip(correct, off))]
+
+
+def _config(run_dir: Path, **over) -> None:
+    import yaml
+
+    cfg = {"model": "m", "dominant_language": "en", "languages": ["es", "de"], "iterations": 1,
+           "training": {"learning_rate": 5e-6, "beta": 0.1}, **over}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+
+
+# M0 and M1 per-item outcomes: es 3/10 -> 7/10 (1 lost, 5 gained), de 0/10 -> 9/10 (9 gained),
+# en 7/10 on both, the same items; off-target es 5/10 -> 1/10 (4 lost, none gained).
+PAIRED = {
+    0: {"en": ([1] * 7 + [0] * 3, None), "es": ([1, 1, 1] + [0] * 7, [1] * 5 + [0] * 5), "de": ([0] * 10, None)},
+    1: {"en": ([1] * 7 + [0] * 3, None), "es": ([0] + [1] * 7 + [0, 0], [0] * 4 + [1] + [0] * 5),
+        "de": ([1] * 9 + [0], None)},
+}
+
+
+def write_paired_run(run_dir: Path, **config) -> Path:
+    from lidr.evaluate.mgsm import write_outputs
+
+    _config(run_dir, **config)
+    for t, langs in PAIRED.items():
+        write_outputs(run_dir / f"iter_{t}" / "eval", {lang: _rows(lang, c, o) for lang, (c, o) in langs.items()},
+                      f"M{t}")
+    return run_dir
+
+
+def test_report_paired_tests_and_intervals(tmp_path):
+    run_dir = write_paired_run(tmp_path / "run")
+    text = build_report(run_dir).read_text(encoding="utf-8")
+
+    # Wilson intervals, checked against scipy's binomtest(k, n).proportion_ci(method="wilson").
+    acc = _section(text, "#### mgsm: accuracy")
+    assert _row(acc, "es") == ["es", "0.30 [0.11, 0.60]", "0.70 [0.40, 0.89] (+0.40)", "10"]
+    assert _row(acc, "de") == ["de", "0.00 [0.00, 0.28]", "0.90 [0.60, 0.98] (+0.90)", "10"]
+
+    paired = _section(text, "#### mgsm: accuracy, M<t> vs M0 on the same items")
+    assert "| model | language | n | M0 | M<t> | change | 1→0 | 0→1 | p | verdict |" in paired
+    # Exact McNemar: 1 vs 5 discordant -> 2 * (1 + 6) / 64 = 0.219; 0 vs 9 -> 2 / 512 = 0.004.
+    assert _row(paired, "M1")[1:] == ["en", "10", "0.70", "0.70", "+0.00", "0", "0", "1.000", "not significant"]
+    rows = {cells[1]: cells for cells in (_cells(line) for line in paired.splitlines()) if cells[0] == "M1"}
+    assert rows["es"] == ["M1", "es", "10", "0.30", "0.70", "+0.40", "1", "5", "0.219", "not significant"]
+    assert rows["de"] == ["M1", "de", "10", "0.00", "0.90", "+0.90", "0", "9", "0.004", "significant"]
+    # The bootstrap mean is over the non-dominant languages only: ((0.7 - 0.3) + 0.9) / 2 = 0.65.
+    mean = rows["**mean es, de**"]
+    assert mean[2:5] == ["20", "0.15", "0.80"] and mean[8:] == ["<0.001", "significant"]
+    delta, lo, hi = (float(x) for x in mean[5].replace("[", "").replace("]", "").replace(",", "").split())
+    # Normal approximation of the resampled statistic: sd = sqrt(0.44/10 + 0.09/10) / 2 = 0.115.
+    assert delta == 0.65 and 0.65 - 0.3 < lo < 0.65 - 0.15 and 0.65 + 0.15 < hi <= 0.95
+
+    off = _section(text, "#### mgsm: off_target, M<t> vs M0 on the same items")
+    rows = {cells[1]: cells for cells in (_cells(line) for line in off.splitlines()) if cells[0] == "M1"}
+    assert rows["es"][6:] == ["4", "0", "0.125", "not significant"]
+    assert rows["de"][6:] == ["0", "0", "1.000", "not significant"]
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else [""]
+
+
+def test_report_reads_older_and_damaged_item_files(tmp_path):
+    """Per-item files saved before `off_target` existed still pair (from detected_language);
+    a damaged line is named in the report and the other lines are used."""
+    run_dir = write_paired_run(tmp_path / "run", dominant_language="de", languages=["en", "es"])
+    for t in (0, 1):
+        path = run_dir / f"iter_{t}" / "eval" / "mgsm_generations.jsonl"
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        for r in rows:
+            del r["off_target"]
+        lines = [json.dumps(r) for r in rows]
+        if t == 1:
+            lines.insert(3, "{not json")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = build_report(run_dir).read_text(encoding="utf-8")
+    assert "mgsm_generations.jsonl:4: expected a JSON object with id and language" in text
+    off = _section(text, "#### mgsm: off_target, M<t> vs M0 on the same items")
+    rows = {cells[1]: cells for cells in (_cells(line) for line in off.splitlines()) if cells[0] == "M1"}
+    assert rows["es"][6:] == ["4", "0", "0.125", "not significant"]
+    # de is the dominant language here (config.yaml): the mean is over en and es, the gap is to de.
+    assert "**mean en, es**" in _section(text, "#### mgsm: accuracy, M<t> vs M0 on the same items")
+    assert _row(_section(text, "#### mgsm: accuracy gap to de (accuracy_xx − accuracy_de)"), "es")[1:] == [
+        "0.30 [-0.04, 0.60]", "-0.20 [-0.51, 0.16]"]  # Newcombe's formula on scipy's Wilson bounds
+
+
+def _lidr(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "lidr", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_compare_runs_side_by_side(tmp_path):
+    a = write_paired_run(tmp_path / "lr5e-6")
+    b = write_paired_run(tmp_path / "lr1e-5", training={"learning_rate": 1e-5, "beta": 0.1}, iterations=2)
+    # Run b has a second model: its final column is M2 (es 10/10), and no M2 for run a.
+    write_outputs_m2(b)
+    out = tmp_path / "compare"
+    res = _lidr("report", str(a), str(b), "--output", str(out))
+    assert res.returncode == 0, res.stderr
+    text = (out / "report.md").read_text(encoding="utf-8")
+
+    assert "# lidr comparison: lr5e-6, lr1e-5" in text
+    cfg = _section(text, "## Configuration keys that differ")
+    assert "| key | lr5e-6 | lr1e-5 |" in cfg
+    assert _row(cfg, "`iterations`") == ["`iterations`", "1", "2"]
+    assert _row(cfg, "`training.learning_rate`") == ["`training.learning_rate`", "5e-06", "1e-05"]
+    assert "beta" not in cfg and "dominant_language" not in cfg
+
+    acc = _section(text, "#### mgsm: accuracy")
+    assert "| language | lr5e-6 M0 | lr5e-6 M1 | lr1e-5 M0 | lr1e-5 M2 | n |" in acc
+    assert _row(acc, "es") == ["es", "0.30 [0.11, 0.60]", "0.70 [0.40, 0.89] (+0.40)", "0.30 [0.11, 0.60]",
+                               "1.00 [0.72, 1.00] (+0.70)", "10"]
+    assert _row(_section(text, "#### mgsm: correct"), "es") == ["es", "3", "7 (+4)", "3", "10 (+7)", "10"]
+    png = out / "plots" / "mgsm_accuracy.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and "](plots/mgsm_accuracy.png)" in text
+
+    # Several runs need --output; --output may not be a run directory (its files stay as they were).
+    res = _lidr("report", str(a), str(b))
+    assert res.returncode == 2 and "give --output DIR" in res.stderr
+    before = sorted(p.name for p in a.iterdir())
+    res = _lidr("report", str(b), "--output", str(a))
+    assert res.returncode == 2 and "is a run directory" in res.stderr
+    assert sorted(p.name for p in a.iterdir()) == before
+
+
+def write_outputs_m2(run_dir: Path) -> None:
+    from lidr.evaluate.mgsm import write_outputs
+
+    langs = {"en": [1] * 8 + [0] * 2, "es": [1] * 10, "de": [1] * 9 + [0]}
+    write_outputs(run_dir / "iter_2" / "eval", {lang: _rows(lang, c) for lang, c in langs.items()}, "M2")

@@ -248,13 +248,26 @@ def translate_prompts_cmd(
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
-    """Write RUN_DIR/report.md and plots from the run's saved results (no model needed)."""
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="one run directory, or several to compare"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="where a comparison of several runs is written"),
+) -> None:
+    """Write RUN_DIR/report.md and plots from the run's saved results (no model needed);
+    with several runs, one report with them side by side into --output."""
     from lidr.report import build_report
+    from lidr.report_compare import build_comparison
 
-    if not (run_dir / "config.yaml").is_file():
-        _fail(RunDirError(f"{run_dir} is not a lidr run directory (no config.yaml)"))
-    typer.echo(f"report written to {build_report(run_dir)}")
+    for run_dir in run_dirs:
+        if not (run_dir / "config.yaml").is_file():
+            _fail(RunDirError(f"{run_dir} is not a lidr run directory (no config.yaml)"))
+    if output is None and len(run_dirs) > 1:
+        _fail(RunDirError(f"{len(run_dirs)} runs to compare: give --output DIR for the comparison"))
+    try:
+        out = build_report(run_dirs[0]) if output is None else build_comparison(run_dirs, output)
+    except RunDirError as e:
+        _fail(e)
+    typer.echo(f"report written to {out}")
 
 
 @app.command()

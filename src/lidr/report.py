@@ -1,12 +1,16 @@
 """The run report: tables and plots across iterations and languages, from saved files only.
 
-    run_dir/report.md                    one table per (task, metric), pairs, stage times
+    run_dir/report.md                    one table per (task, metric), paired tests, gaps to
+                                         the dominant language, pairs, stage times
     run_dir/plots/<task>_<metric>.png    metric per language across iterations
+    run_dir/plots/<task>_<metric>_gap.png  each language's gap to the dominant language
 
-Everything is discovered from the run directory (`iter_<t>/eval/<task>.json` as written by
-`lidr.evaluate.base.write_result`, `iter_<t>/<stage>/_done.json`), so a new evaluation task
-or metric shows up without a change here, and a report can be rebuilt without a model.
-Column M<t> is the model evaluated in `iter_<t>/eval` (M0 = the starting model).
+Everything is discovered from the run directory (`iter_<t>/eval/*.json` as written by
+`lidr.evaluate.base.write_result`, their per-item files, `iter_<t>/<stage>/_done.json`,
+`config.yaml` for the dominant language), so a new evaluation task or metric shows up
+without a change here, and a report can be rebuilt without a model. Column M<t> is the
+model evaluated in `iter_<t>/eval` (M0 = the starting model). Rates carry 95 % intervals
+and M<t> vs M0 changes their paired tests (see `lidr.report_stats`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from lidr import report_stats as rs
 from lidr.store import DONE, write_text_atomic
 
 # Metrics reported in percent (alpaca_eval's convention); every other metric whose values
@@ -38,6 +45,11 @@ class RunResults:
     stages: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # files that exist but could not be read as results: (path, why)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    # task -> iteration -> per-item 0/1 outcomes (lang -> metric -> item id -> 0/1)
+    items: dict[str, dict[int, rs.Outcomes]] = field(default_factory=dict)
+    # the saved config.yaml as a dict ({} when absent), and its dominant language
+    config: dict[str, Any] = field(default_factory=dict)
+    dominant: str = "en"
 
 
 # ---- reading the run directory --------------------------------------------------------------
@@ -59,6 +71,7 @@ def load_run(run_dir: Path) -> RunResults:
     run_dir = Path(run_dir)
     iters = _iteration_dirs(run_dir)
     res = RunResults(iterations=list(iters))
+    _load_config(run_dir / "config.yaml", res)
     for t, it_dir in iters.items():
         _load_evals(it_dir / "eval", t, res)
         for done in sorted(it_dir.glob(f"*/{DONE}")):
@@ -69,6 +82,19 @@ def load_run(run_dir: Path) -> RunResults:
             except (OSError, ValueError) as e:
                 res.skipped.append((done, str(e)))
     return res
+
+
+def _load_config(path: Path, res: RunResults) -> None:
+    if not path.is_file():
+        return
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        res.skipped.append((path, f"unreadable: {e}"))
+        return
+    if isinstance(cfg, dict):
+        res.config = cfg
+        res.dominant = str(cfg.get("dominant_language") or res.dominant)
 
 
 def _load_evals(eval_dir: Path, t: int, res: RunResults) -> None:
@@ -83,6 +109,21 @@ def _load_evals(eval_dir: Path, t: int, res: RunResults) -> None:
         langs = data.get("languages") if isinstance(data, dict) else None
         if isinstance(langs, dict) and all(isinstance(v, dict) for v in langs.values()):
             res.evals.setdefault(path.stem, {})[t] = langs
+            _load_items(rs.items_path(path, data), path.stem, t, res)
+
+
+def _load_items(path: Path, task: str, t: int, res: RunResults) -> None:
+    """Per-item outcomes, for paired tests; a result without them still gets its tables."""
+    if not path.is_file():
+        return
+    try:
+        outcomes, problems = rs.load_items(path)
+    except OSError as e:
+        res.skipped.append((path, f"unreadable: {e}"))
+        return
+    res.skipped += [(path, why) for why in problems]
+    if outcomes:
+        res.items.setdefault(task, {})[t] = outcomes
 
 
 def numeric_metrics(per_iter: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
@@ -138,10 +179,7 @@ def _cell(value: float | None, base: float | None, spec: str, show_delta: bool) 
     return text
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return lines
+_table = rs.table
 
 
 # ---- report sections ------------------------------------------------------------------------
@@ -155,6 +193,8 @@ def metric_table(metric: str, per_iter: dict[int, dict[str, dict[str, Any]]]) ->
         v = per_iter[t].get(lang, {}).get(metric)
         return v if _is_number(v) else None
 
+    if rs.has_intervals(metric, list(per_iter.values())):
+        return _rate_table(metric, per_iter, iters, langs)
     values = [v for t in iters for lang in langs if (v := value(t, lang)) is not None]
     spec = number_format(metric, values)
     rows = []
@@ -165,6 +205,27 @@ def metric_table(metric: str, per_iter: dict[int, dict[str, dict[str, Any]]]) ->
     mean = _mean_row(per_iter, iters, langs, value, spec)
     if mean:
         rows.append(mean)
+    return _table(["language", *(f"M{t}" for t in iters), "n"], rows)
+
+
+def _rate_table(metric: str, per_iter: dict[int, dict[str, dict[str, Any]]], iters: list[int],
+                langs: list[str]) -> list[str]:
+    """Rates as 'value [95 % interval] (change against M0)'; the mean over languages too."""
+
+    def cell(t: int, lang: str) -> str:
+        values = per_iter[t].get(lang, {})
+        v = values.get(metric)
+        if not _is_number(v):
+            return "-"
+        base = per_iter.get(0, {}).get(lang, {}).get(metric) if t != 0 else None
+        return rs.rate_cell(v, rs.interval(values, metric), v - base if _is_number(base) else None)
+
+    rows = [[lang, *(cell(t, lang) for t in iters), _n_cell(per_iter, iters, lang)] for lang in langs]
+    means = {t: rs.mean_cell(per_iter[t], langs, metric) for t in iters}
+    if len(langs) >= 2 and all(m is not None for m in means.values()):
+        base = means[0][0] if 0 in means else None
+        rows.append(["**mean**", *(means[t][1] + (f" ({rs.signed(means[t][0] - base)})"
+                                                   if t != 0 and base is not None else "") for t in iters), ""])
     return _table(["language", *(f"M{t}" for t in iters), "n"], rows)
 
 
@@ -193,7 +254,9 @@ def eval_section(res: RunResults, plots: dict[tuple[str, str], Path | None], run
     lines = ["## Evaluation", ""]
     if not res.evals:
         return lines + ["No evaluation results in this run (no `iter_<t>/eval/<task>.json`).", ""]
-    lines += ["M<t> is the model evaluated in `iter_<t>/eval`; (±x) is the change against M0.", ""]
+    lines += ["M<t> is the model evaluated in `iter_<t>/eval`; (±x) is the change against M0; "
+              "[lo, hi] is the 95 % interval (Wilson for a rate; for the mean over languages, "
+              "Wilson on the effective n).", ""]
     # An iteration with no results at all is named once, at the top; here only the
     # iterations that have other tasks' results but not this one.
     evaluated = sorted({t for per_iter in res.evals.values() for t in per_iter})
@@ -210,10 +273,18 @@ def eval_section(res: RunResults, plots: dict[tuple[str, str], Path | None], run
         for metric in metrics:
             lines += [f"#### {task}: {metric}", ""]
             lines += metric_table(metric, per_iter) + [""]
-            png = plots.get((task, metric))
-            if png is not None:
-                lines += [f"![{task} {metric}]({png.relative_to(run_dir).as_posix()})", ""]
+            lines += _image(plots.get((task, metric)), f"{task} {metric}", run_dir)
+            if metric in rs.ITEM_KEYS and task in res.items:
+                lines += rs.paired_section(task, metric, res.items[task], res.dominant, _languages(per_iter))
+        for metric in (m for m in rs.GAP_METRICS if m in metrics):
+            gap_lines, _ = rs.gap_section(task, metric, per_iter, res.dominant, _languages(per_iter))
+            lines += gap_lines + (_image(plots.get((task, f"{metric}_gap")), f"{task} {metric} gap", run_dir)
+                                  if gap_lines else [])
     return lines
+
+
+def _image(png: Path | None, title: str, run_dir: Path) -> list[str]:
+    return [] if png is None else [f"![{title}]({png.relative_to(run_dir).as_posix()})", ""]
 
 
 def pairs_section(res: RunResults) -> list[str]:
@@ -311,6 +382,12 @@ def make_plots(res: RunResults, plot_dir: Path) -> tuple[dict[tuple[str, str], P
             path = plot_dir / f"{_safe_name(task)}_{_safe_name(metric)}.png"
             plot_metric(task, metric, per_iter, path)
             plots[(task, metric)] = path
+        for metric in (m for m in rs.GAP_METRICS if m in numeric_metrics(per_iter)):
+            found = rs.gaps(per_iter, metric, res.dominant, _languages(per_iter))
+            if found:
+                path = plot_dir / f"{_safe_name(task)}_{_safe_name(metric)}_gap.png"
+                rs.plot_gap(task, metric, found, res.dominant, path)
+                plots[(task, f"{metric}_gap")] = path
     return plots, None
 
 

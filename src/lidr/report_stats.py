@@ -1,0 +1,252 @@
+"""The statistics a report shows: 95 % intervals in rate cells, M<t> vs M0 paired tests on
+the same items, and each language's gap to the dominant language.
+
+Inputs are what evaluations save: a result's per-language numbers (`accuracy`, `n`,
+`accuracy_ci`, ...) and its per-item file (one JSON row per item: `id`, `language` and
+0/1 outcomes such as `correct`), named by the result's `items` key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lidr.evaluate.stats import (
+    difference_interval, discordant, mcnemar_exact, mean_rate_interval, paired_bootstrap, wilson_interval,
+)
+
+# Metrics that are k/n rates: their cells carry a 95 % interval.
+PROPORTIONS = ("accuracy", "off_target", "fidelity")
+# Per-item 0/1 key, in a task's items file, behind each rate metric.
+ITEM_KEYS = {"accuracy": "correct", "off_target": "off_target", "fidelity": "in_language"}
+# Metrics whose gap to the dominant language gets a table and a plot.
+GAP_METRICS = ("accuracy",)
+ALPHA = 0.05
+N_BOOT = 10_000
+RATE_SPEC = ".2f"  # with an interval beside it, a third decimal is noise at any n we run
+
+Outcomes = dict[str, dict[str, dict[str, int]]]  # lang -> metric -> item id -> 0/1
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# ---- intervals in cells ---------------------------------------------------------------------
+
+def counts(values: dict[str, Any], metric: str) -> tuple[int, int] | None:
+    """(successes, n) behind a rate, when the result has both the rate and n."""
+    v, n = values.get(metric), values.get("n")
+    if not (_number(v) and isinstance(n, int) and n > 0 and 0.0 <= v <= 1.0):
+        return None
+    return round(v * n), n
+
+
+def interval(values: dict[str, Any], metric: str) -> tuple[float, float] | None:
+    """The 95 % interval saved next to the metric (`<metric>_ci`), or, for results saved
+    before intervals were, the Wilson interval of its counts."""
+    ci = values.get(f"{metric}_ci")
+    if isinstance(ci, list) and len(ci) == 2 and all(_number(x) for x in ci):
+        return float(ci[0]), float(ci[1])
+    if metric in PROPORTIONS and (kn := counts(values, metric)) is not None:
+        return wilson_interval(*kn)
+    return None
+
+
+def has_intervals(metric: str, per_model: list[dict[str, dict[str, Any]]]) -> bool:
+    return any(interval(v, metric) is not None for langs in per_model for v in langs.values())
+
+
+def rate_cell(value: float | None, ci: tuple[float, float] | None, delta: float | None = None) -> str:
+    """'0.30 [0.11, 0.60]', with ' (+0.10)' when a change against M0 is given."""
+    if value is None:
+        return "-"
+    text = format(value, RATE_SPEC)
+    if ci is not None:
+        text += f" [{ci[0]:{RATE_SPEC}}, {ci[1]:{RATE_SPEC}}]"
+    if delta is not None:
+        text += f" ({signed(delta)})"
+    return text
+
+
+def signed(delta: float) -> str:
+    """'+0.14'; a change that rounds to zero reads '+0.00', not '-0.00'."""
+    return f"{round(delta, 2) + 0.0:+{RATE_SPEC}}"
+
+
+def mean_cell(langs: dict[str, dict[str, Any]], order: list[str], metric: str) -> tuple[float, str] | None:
+    """(mean, cell) of a rate over languages with its interval (`mean_rate_interval`)."""
+    kn = [counts(langs.get(lang, {}), metric) for lang in order]
+    if any(x is None for x in kn):
+        return None
+    mean, lo, hi = mean_rate_interval([k for k, _ in kn], [n for _, n in kn])
+    return mean, rate_cell(mean, (lo, hi))
+
+
+def p_text(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else "<0.001"
+
+
+def verdict(p: float) -> str:
+    return "significant" if p < ALPHA else "not significant"
+
+
+# ---- per-item outcomes ----------------------------------------------------------------------
+
+def items_path(result_path: Path, result: dict[str, Any]) -> Path:
+    """The per-item file of a result: its `items` key, else `<task>_generations.jsonl`."""
+    name = result.get("items") or f"{result.get('task', result_path.stem)}_generations.jsonl"
+    return result_path.parent / str(name)
+
+
+def _outcome(row: dict[str, Any], metric: str) -> int | None:
+    v = row.get(ITEM_KEYS[metric])
+    if v is None and metric == "off_target" and "detected_language" in row:
+        v = row["detected_language"] != row.get("language")  # files saved before the key existed
+    return None if v is None else int(bool(v))
+
+
+def load_items(path: Path) -> tuple[Outcomes, list[str]]:
+    """lang -> metric -> id -> 0/1 from a per-item file; bad lines are named, not fatal."""
+    out: Outcomes = {}
+    problems = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                lang, item = row["language"], str(row["id"])
+            except (ValueError, KeyError, TypeError) as e:
+                problems.append(f"{path}:{lineno}: expected a JSON object with id and language ({e})")
+                continue
+            for metric in ITEM_KEYS:
+                if (v := _outcome(row, metric)) is not None:
+                    out.setdefault(lang, {}).setdefault(metric, {})[item] = v
+    return out, problems
+
+
+def _paired(before: dict[str, int], after: dict[str, int]) -> tuple[list[int], list[int]]:
+    """Outcomes on the items both models have, in M0's order."""
+    ids = [i for i in before if i in after]
+    return [before[i] for i in ids], [after[i] for i in ids]
+
+
+# ---- paired tests ---------------------------------------------------------------------------
+
+def paired_section(task: str, metric: str, items: dict[int, Outcomes], dominant: str,
+                   languages: list[str]) -> list[str]:
+    """Per M<t> (t > 0): exact McNemar per language and a paired bootstrap of the mean over
+    the non-dominant languages, on the items M0 and M<t> both answered."""
+    if 0 not in items:
+        return []
+    rows = []
+    for t in sorted(t for t in items if t > 0):
+        rows += _paired_rows(t, metric, items[0], items[t], dominant, languages)
+    if not rows:
+        return []
+    header = ["model", "language", "n", "M0", "M<t>", "change", "1→0", "0→1", "p", "verdict"]
+    return [
+        f"#### {task}: {metric}, M<t> vs M0 on the same items", "",
+        f"Per language: exact McNemar test (1→0: items where M0 scores 1 and M<t> 0, for "
+        f"`{ITEM_KEYS[metric]}`). Mean over the non-dominant languages: paired bootstrap "
+        f"({N_BOOT} resamples of items within each language, seed 0), change with its 95 % "
+        f"interval. Significant: p < {ALPHA}.", "",
+        *table(header, rows), "",
+    ]
+
+
+def _paired_rows(t: int, metric: str, m0: Outcomes, mt: Outcomes, dominant: str,
+                 languages: list[str]) -> list[list[str]]:
+    rows, before, after = [], {}, {}
+    for lang in languages:
+        b0, a0 = m0.get(lang, {}).get(metric), mt.get(lang, {}).get(metric)
+        if not b0 or not a0:
+            continue
+        b, a = _paired(b0, a0)
+        if not b:
+            continue
+        lost, gained = discordant(b, a)
+        p = mcnemar_exact(lost, gained)
+        rows.append([f"M{t}", lang, str(len(b)), f"{sum(b) / len(b):.2f}", f"{sum(a) / len(a):.2f}",
+                     signed((sum(a) - sum(b)) / len(b)), str(lost), str(gained), p_text(p), verdict(p)])
+        if lang != dominant:
+            before[lang], after[lang] = b, a
+    if len(before) >= 1:
+        rows.append(_bootstrap_row(t, before, after))
+    return rows
+
+
+def _bootstrap_row(t: int, before: dict[str, list[int]], after: dict[str, list[int]]) -> list[str]:
+    r = paired_bootstrap(before, after, n_boot=N_BOOT, seed=0)
+    m0 = sum(sum(v) / len(v) for v in before.values()) / len(before)
+    mt = sum(sum(v) / len(v) for v in after.values()) / len(after)
+    change = f"{signed(r['delta'])} [{signed(r['ci_low'])}, {signed(r['ci_high'])}]"
+    return [f"M{t}", f"**mean {', '.join(before)}**", str(sum(len(v) for v in before.values())),
+            f"{m0:.2f}", f"{mt:.2f}", change, "", "", p_text(r["p_value"]), verdict(r["p_value"])]
+
+
+# ---- gap to the dominant language -----------------------------------------------------------
+
+def gaps(per_iter: dict[int, dict[str, dict[str, Any]]], metric: str, dominant: str,
+         languages: list[str]) -> dict[str, dict[int, tuple[float, float, float]]]:
+    """lang -> t -> (gap, lo, hi): metric_xx - metric_dominant with Newcombe's interval."""
+    out: dict[str, dict[int, tuple[float, float, float]]] = {}
+    for t, langs in sorted(per_iter.items()):
+        ref = counts(langs.get(dominant, {}), metric)
+        if ref is None:
+            continue
+        for lang in languages:
+            kn = counts(langs.get(lang, {}), metric)
+            if lang != dominant and kn is not None:
+                out.setdefault(lang, {})[t] = difference_interval(*kn, *ref)
+    return out
+
+
+def gap_section(task: str, metric: str, per_iter: dict[int, dict[str, dict[str, Any]]], dominant: str,
+                languages: list[str]) -> tuple[list[str], dict[str, dict[int, tuple[float, float, float]]]]:
+    found = gaps(per_iter, metric, dominant, languages)
+    if not found:
+        return [], found
+    iters = sorted({t for by_t in found.values() for t in by_t})
+    rows = [[lang, *(rate_cell(g[0], (g[1], g[2])) if (g := by_t.get(t)) else "-" for t in iters)]
+            for lang, by_t in found.items()]
+    return [
+        f"#### {task}: {metric} gap to {dominant} ({metric}_xx − {metric}_{dominant})", "",
+        "Negative: the language trails the dominant one. 95 % interval: Newcombe's hybrid score "
+        "interval for a difference of independent rates.", "",
+        *table(["language", *(f"M{t}" for t in iters)], rows), "",
+    ], found
+
+
+def plot_gap(task: str, metric: str, found: dict[str, dict[int, tuple[float, float, float]]],
+             dominant: str, path: Path) -> None:
+    """One line per language, x = iteration, with the intervals as error bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    iters = sorted({t for by_t in found.values() for t in by_t})
+    for lang, by_t in found.items():
+        ts = sorted(by_t)
+        g = [by_t[t] for t in ts]
+        err = [[x[0] - x[1] for x in g], [x[2] - x[0] for x in g]]
+        ax.errorbar(ts, [x[0] for x in g], yerr=err, marker="o", capsize=3, label=lang)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xticks(iters, [f"M{t}" for t in iters])
+    ax.set_xlabel("model (iteration)")
+    ax.set_ylabel(f"{metric}_xx − {metric}_{dominant}")
+    ax.set_title(f"{task}: {metric} gap to {dominant} (95 % interval)")
+    ax.grid(alpha=0.3)
+    ax.legend(title="language", fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
