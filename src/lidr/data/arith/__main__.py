@@ -1,4 +1,5 @@
-"""`python -m lidr.data.arith [--out DIR] [--seed N] [--languages en,es]`: (re)write the splits."""
+"""`python -m lidr.data.arith [--out DIR] [--seed N] [--languages en,es] [--templates DIR]`: (re)write
+the splits."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Optional
 import typer
 
 from lidr.data.arith.generate import DEFAULT_SEED, generate
-from lidr.data.arith.spec import ARITH_DIR, ArithError
+from lidr.data.arith.spec import ARITH_DIR, TEMPLATES_DIR, ArithError
 
 
 def main(
@@ -16,10 +17,11 @@ def main(
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="the bundled splits use the default"),
     languages: Optional[str] = typer.Option(None, "--languages",
                                             help="comma-separated codes (default: every templates/*.yaml)"),
+    templates: Path = typer.Option(TEMPLATES_DIR, "--templates", help="folder of <lang>.yaml wordings"),
 ) -> None:
     codes = [c.strip() for c in languages.split(",") if c.strip()] if languages else None
     try:
-        sizes = generate(out, seed, codes)
+        sizes = generate(out, seed, codes, templates)
     except ArithError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
