@@ -314,3 +314,13 @@ def write_outputs_m2(run_dir: Path) -> None:
 
     langs = {"en": [1] * 8 + [0] * 2, "es": [1] * 10, "de": [1] * 9 + [0]}
     write_outputs(run_dir / "iter_2" / "eval", {lang: _rows(lang, c) for lang, c in langs.items()}, "M2")
+
+
+def test_status_prints_rates_with_intervals(tmp_path):
+    run_dir = write_paired_run(tmp_path / "run")
+    res = _lidr("status", str(run_dir))
+    assert res.returncode == 0, res.stderr
+    es = [line for line in res.stdout.splitlines() if "│ es " in line]
+    # M0 then M1: accuracy 3/10 -> 7/10, off-target 5/10 -> 1/10, each with its Wilson interval.
+    assert "0.30 [0.11, 0.60]" in es[0] and "0.50 [0.24, 0.76]" in es[0]
+    assert "0.70 [0.40, 0.89]" in es[1] and "0.10 [0.02, 0.40]" in es[1]

@@ -1,4 +1,5 @@
-"""The end-of-run summary: per iteration, what each stage produced and how long it took."""
+"""The end-of-run summary: per iteration, what each stage produced and how long it took,
+and the evaluation results (rates with their 95 % intervals)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from lidr.report_stats import interval, rate_cell
 
 
 def _fmt(x: float | None, spec: str = ".3f") -> str:
@@ -52,8 +55,14 @@ def _eval_table(result: dict[str, Any]) -> Table:
     for m in metrics:
         table.add_column(m)
     for lang, vals in langs.items():
-        table.add_row(lang, *[_fmt(vals.get(m), ".3g") for m in metrics])
+        table.add_row(lang, *[_metric_cell(vals, m) for m in metrics])
     return table
+
+
+def _metric_cell(values: dict[str, Any], metric: str) -> str:
+    """A rate with its 95 % interval ('0.30 [0.11, 0.60]'); any other number as it is."""
+    ci = interval(values, metric)
+    return _fmt(values.get(metric), ".3g") if ci is None else rate_cell(values.get(metric), ci)
 
 
 def print_summary(summary: dict[str, Any], console: Console, run_dir: str) -> None:
