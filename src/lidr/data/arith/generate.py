@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from lidr.data.arith.spec import (
     ARITH_DIR, OBJECT_SLOT, PERSON_SLOTS, PLACEHOLDER, TEMPLATES_DIR, ArithError, Language, Spec,
-    Template, available_languages, evaluate, load_language, load_spec,
+    Template, available_languages, evaluate, fill, load_language, load_spec,
 )
 from lidr.store import write_text_atomic
 
@@ -86,22 +86,8 @@ def draw_problems(tpl: Template, n: int, spec: Spec, numbers: Iterator[dict[str,
 
 def render(problem: Problem, lang: Language, spec: Spec) -> str:
     """The problem's question in one language."""
-
-    def gender(slot: str) -> str:
-        ref = problem.slots[slot]
-        return spec.persons[ref] if slot in PERSON_SLOTS else lang.objects[ref]["gender"]
-
-    def fill(m) -> str:
-        name, form, slot = m.groups()
-        if slot is not None:
-            return lang.words[name][gender(slot)]
-        if name == OBJECT_SLOT:
-            return lang.objects[problem.slots[name]][form or "pl"]
-        if name in PERSON_SLOTS:
-            return lang.names[problem.slots[name]]
-        return str(problem.values[name])
-
-    return PLACEHOLDER.sub(fill, lang.templates[problem.template.id])
+    return PLACEHOLDER.sub(lambda m: fill(m, lang, spec, problem.values, problem.slots),
+                           lang.templates[problem.template.id])
 
 
 def build_split(split: str, spec: Spec, seed: int, cycles: dict[str, Iterator], seen: set) -> list[Problem]:

@@ -23,10 +23,15 @@ SPEC_PATH = ARITH_DIR / "spec.yaml"
 TEMPLATES_DIR = ARITH_DIR / "templates"
 PERSON_SLOTS = ("p", "q")
 OBJECT_SLOT = "obj"
-# {a} a number or a slot; {obj.sg} a form of the object; {He@p} a word in the slot's gender.
-PLACEHOLDER = re.compile(r"\{(\w+)(?:\.(\w+))?(?:@(\w+))?\}")
+# {a} a number or a slot; {obj.sg}, {p.dat} a form of the object or name; {He@p} a word in the
+# slot's gender; {obj#a}, {year#a} the form that agrees with the number a (plural categories
+# come from the language file); {obj.acc#a} the same in a case (acc_one, falling back to one).
+PLACEHOLDER = re.compile(r"\{(\w+)(?:\.(\w+))?(?:@(\w+))?(?:#(\w+))?\}")
+# Numbers that meet every plural category of the languages we know (1, 2-4, 5-20, 21, 101, ...).
+_PROBE_NUMBERS = (1, 2, 5, 11, 12, 21, 22, 25, 101, 111)
 
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+        ast.Mod: operator.mod}
 _CMP = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
         ast.Eq: operator.eq, ast.NotEq: operator.ne}
 
@@ -63,10 +68,43 @@ class Spec:
 @dataclass(frozen=True)
 class Language:
     code: str
-    names: dict[str, str]
+    names: dict[str, dict[str, str]]  # id -> forms: nom, and cases where the language needs them
     objects: dict[str, dict[str, str]]  # id -> forms (sg, pl, ...) and gender
-    words: dict[str, dict[str, str]]  # word -> gender -> form
+    words: dict[str, dict[str, str]]  # word -> gender or plural category -> form
     templates: dict[str, str]
+    plural: dict[str, str]  # category -> condition on n ("else" for the last), in order
+
+    def category(self, n: int) -> str:
+        """The plural category of a number (CLDR-style, from the language file)."""
+        for cat, cond in self.plural.items():
+            if cond == "else" or evaluate(cond, {"n": n}):
+                return cat
+        raise KeyError(f"plural category of {n}")
+
+
+def form_of(forms: dict[str, str], key: str) -> str:
+    """forms[key]; a case-marked key falls back to its plain form (acc_one -> one, acc_sg -> sg)."""
+    if key in forms:
+        return forms[key]
+    return forms[key.split("_", 1)[-1]]
+
+
+def fill(m: re.Match, lang: Language, spec: Spec, values: dict[str, int], slots: dict[str, str]) -> str:
+    """The text of one placeholder for a problem's numbers and slots (KeyError: no such wording)."""
+    name, form, agree, count = m.groups()
+    if count is not None:
+        forms = lang.objects[slots[name]] if name == OBJECT_SLOT else lang.words[name]
+        cat = lang.category(values[count])
+        return form_of(forms, f"{form}_{cat}" if form else cat)
+    if agree is not None:
+        ref = slots[agree]
+        gender = spec.persons[ref] if agree in PERSON_SLOTS else lang.objects[ref]["gender"]
+        return lang.words[name][gender]
+    if name == OBJECT_SLOT:
+        return form_of(lang.objects[slots[name]], form or "pl")
+    if name in PERSON_SLOTS:
+        return form_of(lang.names[slots[name]], form or "nom")
+    return str(values[name])
 
 
 def evaluate(expr: str, env: dict[str, int]) -> Fraction | bool:
@@ -83,6 +121,9 @@ def evaluate(expr: str, env: dict[str, int]) -> Fraction | bool:
             return _OPS[type(node.op)](ev(node.left), ev(node.right))
         if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMP:
             return _CMP[type(node.ops[0])](ev(node.left), ev(node.comparators[0]))
+        if isinstance(node, ast.BoolOp):  # plural rules: n % 10 == 1 and n % 100 != 11
+            results = [ev(v) for v in node.values]
+            return all(results) if isinstance(node.op, ast.And) else any(results)
         raise ValueError(f"unsupported element {ast.dump(node)[:40]}")
 
     return ev(ast.parse(expr, mode="eval"))
@@ -159,32 +200,43 @@ def load_spec(path: Path = SPEC_PATH) -> Spec:
     return Spec(persons, [str(o) for o in objects], splits, templates)
 
 
-def _check_placeholders(text: str, tpl: Template, lang: Language, spec: Spec, where: str) -> None:
+def _check_placeholders(text: str, tpl: Template, where: str) -> None:
+    """Every placeholder names a number or slot of this template; the numbers shown are exactly
+    those the answer is computed from."""
     numbers = {*tpl.draw, *tpl.let}
-    genders = {"p": set(spec.persons.values()), "q": set(spec.persons.values()),
-               "obj": {f.get("gender") for f in lang.objects.values()}}
     shown = set()
     for m in PLACEHOLDER.finditer(text):
-        name, form, slot = m.groups()
-        if slot is not None:
-            if slot not in tpl.slots:
-                raise ArithError(f"{where}: {m[0]} agrees with slot {slot!r}, not one of this template's {tpl.slots}")
-            missing = genders[slot] - set(lang.words.get(name, {}))
-            if missing:
-                raise ArithError(f"{where}: {m[0]} needs words.{name} with forms for {sorted(map(str, missing))}")
-        elif form is not None:
-            if name != OBJECT_SLOT or OBJECT_SLOT not in tpl.slots:
-                raise ArithError(f"{where}: {m[0]}: only the obj slot has forms")
-            if any(form not in f for f in lang.objects.values()):
-                raise ArithError(f"{where}: {m[0]}: not every object has the form {form!r}")
-        elif name in numbers:
+        name, form, agree, count = m.groups()
+        if agree is not None and agree not in tpl.slots:
+            raise ArithError(f"{where}: {m[0]} agrees with {agree!r}, not a slot of this template {tpl.slots}")
+        if count is not None and count not in numbers:
+            raise ArithError(f"{where}: {m[0]} counts {count!r}, not a number of this template")
+        if agree is None and count is None and form is None and name in numbers:
             shown.add(name)
-        elif name not in tpl.slots:
+        elif agree is None and count is None and name not in tpl.slots:
             raise ArithError(f"{where}: {m[0]} is neither a number nor a slot of this template")
     if shown != set(tpl.shown):
         raise ArithError(f"{where}: shows the numbers {sorted(shown)}, the answer uses {tpl.shown}")
-    if PLACEHOLDER.sub("", text).count("{") or PLACEHOLDER.sub("", text).count("}"):
+    if "{" in PLACEHOLDER.sub("", text) or "}" in PLACEHOLDER.sub("", text):
         raise ArithError(f"{where}: a brace that is not a placeholder")
+
+
+def _probe(text: str, tpl: Template, lang: Language, spec: Spec, where: str) -> None:
+    """Render with every person and every object, and numbers of every plural category, so a
+    missing name form, gender or count form fails here rather than in some later draw."""
+    persons = sorted(spec.persons)
+    cases = [(persons[i], persons[(i + 1) % len(persons)], spec.objects[i % len(spec.objects)])
+             for i in range(max(len(persons), len(spec.objects)))]
+    numbers = _PROBE_NUMBERS if lang.plural else _PROBE_NUMBERS[:1]
+    for p, q, obj in cases:
+        for n in numbers:
+            values = {v: n for v in (*tpl.draw, *tpl.let)}
+            for m in PLACEHOLDER.finditer(text):
+                try:
+                    fill(m, lang, spec, values, {"p": p, "q": q, "obj": obj})
+                except KeyError as err:
+                    raise ArithError(f"{where}: {m[0]} has no wording for p={p}, obj={obj}, n={n} "
+                                     f"(missing {err})") from None
 
 
 def load_language(code: str, spec: Spec, templates_dir: Path = TEMPLATES_DIR) -> Language:
@@ -193,7 +245,8 @@ def load_language(code: str, spec: Spec, templates_dir: Path = TEMPLATES_DIR) ->
     data = _read_yaml(path)
     sections = {key: {str(k): v for k, v in _mapping(data, key, str(path)).items()}
                 for key in ("names", "objects", "words", "templates")}
-    lang = Language(code, **sections)
+    sections["names"] = {k: v if isinstance(v, dict) else {"nom": v} for k, v in sections["names"].items()}
+    lang = Language(code, **sections, plural={str(k): str(v) for k, v in (data.get("plural") or {}).items()})
     for key, wanted in (("names", spec.persons), ("objects", spec.objects), ("templates", spec.templates)):
         missing = [i for i in wanted if i not in sections[key]]
         if missing:
@@ -202,7 +255,8 @@ def load_language(code: str, spec: Spec, templates_dir: Path = TEMPLATES_DIR) ->
         if not isinstance(lang.objects[oid], dict) or "pl" not in lang.objects[oid]:
             raise ArithError(f"{path}: objects.{oid}: expected a mapping with at least 'pl'")
     for tid, tpl in spec.templates.items():
-        _check_placeholders(str(lang.templates[tid]), tpl, lang, spec, f"{path}: templates.{tid}")
+        _check_placeholders(str(lang.templates[tid]), tpl, f"{path}: templates.{tid}")
+        _probe(str(lang.templates[tid]), tpl, lang, spec, f"{path}: templates.{tid}")
     return lang
 
 
