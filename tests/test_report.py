@@ -324,3 +324,46 @@ def test_status_prints_rates_with_intervals(tmp_path):
     # M0 then M1: accuracy 3/10 -> 7/10, off-target 5/10 -> 1/10, each with its Wilson interval.
     assert "0.30 [0.11, 0.60]" in es[0] and "0.50 [0.24, 0.76]" in es[0]
     assert "0.70 [0.40, 0.89]" in es[1] and "0.10 [0.02, 0.40]" in es[1]
+
+
+def test_report_of_real_tiny_runs(tmp_path, tiny_model_dir, shared_data):
+    """Two real one-iteration runs of the tiny random Llama, evaluated on MGSM; the reports
+    are built from what the runs saved."""
+    import yaml
+
+    from helpers import write_config, write_prompt_set
+
+    prompts = write_prompt_set(tmp_path / "prompts", n=2)
+    evaluation = {"tasks": [{"task": "mgsm", "data": [str(shared_data / "mgsm" / "mgsm_{lang}.jsonl")],
+                             "limit": 3, "max_new_tokens": 8, "batch_size": 9}]}
+    runs = []
+    for name, lr in (("lr-a", 1e-4), ("lr-b", 5e-4)):
+        cfg = write_config(tmp_path / f"{name}.yaml", tiny_model_dir, prompts, iterations=1,
+                           training={"learning_rate": lr}, evaluation=evaluation)
+        res = _lidr("run", str(cfg), "--output", str(tmp_path / name))
+        assert res.returncode == 0, res.stderr[-3000:]
+        runs.append(tmp_path / name)
+
+    run = runs[0]
+    items = [json.loads(line) for line in (run / "iter_1" / "eval" / "mgsm_generations.jsonl").open()]
+    assert len(items) == 9 and all({"id", "correct", "off_target"} <= set(r) for r in items)
+    result = json.loads((run / "iter_0" / "eval" / "mgsm.json").read_text())
+    assert result["items"] == "mgsm_generations.jsonl"
+    # The run wrote its report at the end; cells and paired rows come from the saved files.
+    text = (run / "report.md").read_text(encoding="utf-8")
+    es = result["languages"]["es"]
+    lo, hi = es["accuracy_ci"]
+    assert _row(_section(text, "#### mgsm: accuracy"), "es")[1] == f"{es['accuracy']:.2f} [{lo:.2f}, {hi:.2f}]"
+    paired = _section(text, "#### mgsm: accuracy, M<t> vs M0 on the same items")
+    rows = {cells[1]: cells for cells in (_cells(line) for line in paired.splitlines()) if cells[0] == "M1"}
+    assert set(rows) == {"en", "es", "fr", "**mean es, fr**"} and all(r[2] == "3" for r in rows.values() if
+                                                                        not r[1].startswith("**"))
+    assert (run / "plots" / "mgsm_accuracy_gap.png").read_bytes()[:8] == PNG_MAGIC
+
+    res = _lidr("report", *map(str, runs), "--output", str(tmp_path / "both"))
+    assert res.returncode == 0, res.stderr
+    both = (tmp_path / "both" / "report.md").read_text(encoding="utf-8")
+    assert "| language | lr-a M0 | lr-a M1 | lr-b M0 | lr-b M1 | n |" in both
+    saved = [yaml.safe_load((r / "config.yaml").read_text()) for r in runs]
+    lrs = [str(c["training"]["learning_rate"]) for c in saved]
+    assert _row(_section(both, "## Configuration keys that differ"), "`training.learning_rate`")[1:] == lrs
