@@ -307,6 +307,10 @@ def test_compare_runs_side_by_side(tmp_path):
     res = _lidr("report", str(b), "--output", str(a))
     assert res.returncode == 2 and "is a run directory" in res.stderr
     assert sorted(p.name for p in a.iterdir()) == before
+    (tmp_path / "file").write_text("keep", encoding="utf-8")
+    res = _lidr("report", str(a), str(b), "--output", str(tmp_path / "file"))
+    assert res.returncode == 2 and "is a file; expected a directory" in res.stderr
+    assert (tmp_path / "file").read_text(encoding="utf-8") == "keep"
 
 
 def write_outputs_m2(run_dir: Path) -> None:

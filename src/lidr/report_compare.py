@@ -124,6 +124,8 @@ def build_comparison(run_dirs: list[Path], out_dir: Path) -> Path:
     """Write `out_dir/report.md` and `out_dir/plots/*.png` for several runs."""
     run_dirs = [Path(p) for p in run_dirs]
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunDirError(f"--output {out_dir} is a file; expected a directory for report.md and plots/")
     if (out_dir / "config.yaml").is_file():
         raise RunDirError(f"--output {out_dir} is a run directory; its own report is `lidr report {out_dir}`")
     names = run_names(run_dirs)
