@@ -213,6 +213,9 @@ class TrainingConfig(_Section):
     precompute_ref_log_probs: bool = True
     gradient_checkpointing: bool = False
     logging_steps: int = Field(default=1, ge=1)
+    # Where training curves and evaluation scalars go (run_dir/tb/ for tensorboard): auto =
+    # tensorboard when it is installed, else none. Not compared on resume: it changes no result.
+    report_to: Literal["auto", "none", "tensorboard", "wandb", "trackio"] = "auto"
     lora: LoraConfig = Field(default_factory=LoraConfig)
     # Train in a subprocess under `accelerate launch` with this accelerate config: a file, or
     # a shipped one: single_gpu, multi_gpu (DDP), deepspeed_zero3, fsdp2, cpu_ddp (gloo, tests).
@@ -388,12 +391,18 @@ def to_yaml(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
+# Settings that change no artifact of a run: a resumed run may change them.
+UNCOMPARED_KEYS = {"training.report_to"}
+
+
 def diff_configs(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two config dicts."""
     keys = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)
         name = f"{prefix}{k}"
+        if name in UNCOMPARED_KEYS:
+            continue
         if isinstance(a, dict) and isinstance(b, dict):
             keys += diff_configs(a, b, name + ".")
         elif a != b:

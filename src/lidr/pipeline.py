@@ -28,6 +28,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from lidr import cards, tracking
 from lidr.config import RunConfig, diff_configs, to_yaml
 from lidr.data.prompts import Prompt, load_aligned, read_records, resolve_path
 from lidr.engines import Sampling
@@ -81,6 +82,7 @@ class Pipeline:
             accelerate_config_path(cfg.training.accelerate_config, self.base_dir)
         if cfg.training.lora.enabled:
             train.lora_config(cfg.training)  # PEFT installed?
+        tracking.check(cfg.training.report_to)
         for t in range(1, cfg.iterations + 1):
             prompts = load_aligned(cfg.prompts_for(t), cfg.all_languages, self.base_dir, cfg.limit)
             self.plans.append(IterationPlan(t, prompts, self.run_dir / f"iter_{t}"))
@@ -169,8 +171,10 @@ class Pipeline:
         self._evaluate(0, model_in)
         for plan in self.plans:
             self._iteration(plan, model_in)
+            self._write_cards(plan.t)
             model_in = str(plan.model_dir)
             self._evaluate(plan.t, model_in)
+            self._write_cards(plan.t)  # again, with this model's evaluation
         if self.cfg.evaluation.tasks and self.worker.is_main:
             from lidr.report import build_report
 
@@ -190,6 +194,17 @@ class Pipeline:
             result = run_task(task, model_dir, f"M{t}", out, self.cfg.all_languages, self.base_dir,
                               baseline_dir=self.run_dir / "iter_0" / "eval", gen=self.cfg.generation)
             self.console.log(f"M{t} {task.task}: " + _metrics_line(result) + f" ({time.perf_counter() - t0:.0f} s)")
+            self._track_eval(t, result)
+
+    def _track_eval(self, t: int, result: dict[str, Any]) -> None:
+        try:
+            tracking.log_eval(self.cfg.training.report_to, self.run_dir, self.run_dir.name, t, result)
+        except Exception as e:  # noqa: BLE001 - a tracker failing must not end a run whose result is saved
+            self.console.log(f"tracking: M{t} {result.get('task')} not logged: {type(e).__name__}: {e}")
+
+    def _write_cards(self, t: int) -> None:
+        if self.worker.is_main:
+            cards.write_iteration_cards(self.run_dir, self.cfg, t, self.base_dir, log=self.console.log)
 
     def _iteration(self, plan: IterationPlan, model_in: str) -> None:
         cfg, t = self.cfg, plan.t
@@ -293,14 +308,17 @@ class Pipeline:
             return
         n = load_json(plan.stage_dir("pairs") / DONE)["n"]
         self.console.log(f"iteration {plan.t}: training on {n} pairs (DPO+NLL)")
+        tracking.clear_train_logs(self.run_dir, plan.t)
+        track = {"log_dir": tracking.train_log_dir(self.run_dir, plan.t),
+                 "run_name": f"{self.run_dir.name}-iter{plan.t}"}
         if self.cfg.training.accelerate_config:
             from lidr.stages.train_launch import train_launched
 
             summary = train_launched(model_in, pairs_file, plan.model_dir, self.cfg.training, out / "work",
-                                     log=self.console.log, base_dir=self.base_dir)
+                                     log=self.console.log, base_dir=self.base_dir, **track)
         else:
             summary = train.train_dpo(model_in, pairs_file, plan.model_dir, self.cfg.training, out / "work",
-                                      log=self.console.log)
+                                      log=self.console.log, **track)
         write_json_atomic(out / DONE, summary)
         self.console.log(f"iteration {plan.t}: model saved to {plan.model_dir}")
 

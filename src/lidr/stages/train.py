@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from lidr import tracking
 from lidr.config import ConfigError, TrainingConfig
 
 PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
@@ -44,7 +45,7 @@ def _precision(cfg: TrainingConfig, on_gpu: bool) -> bool:
     return cfg.precision == "auto" and on_gpu and torch.cuda.is_bf16_supported()
 
 
-def dpo_config(cfg: TrainingConfig, output_dir: Path, n_pairs: int):
+def dpo_config(cfg: TrainingConfig, output_dir: Path, n_pairs: int, run_name: str | None = None):
     import torch
     from trl import DPOConfig
 
@@ -71,7 +72,7 @@ def dpo_config(cfg: TrainingConfig, output_dir: Path, n_pairs: int):
         precompute_ref_batch_size=cfg.batch_size,
         logging_steps=cfg.logging_steps,
         save_strategy="no",
-        report_to="none",
+        **tracking.trainer_args(cfg.report_to, run_name),
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
@@ -112,11 +113,13 @@ def _log_callback(log: Callable[[str], None]):
 
 def train_dpo(
     model_dir: str, pairs_file: Path, out_dir: Path, cfg: TrainingConfig, work_dir: Path,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, log_dir: Path | None = None, run_name: str | None = None,
 ) -> dict[str, Any]:
     """Train on the pairs in `pairs_file`; save the new model as a plain directory `out_dir`.
 
-    Returns the training summary (loss and reward margin per logged step).
+    `log_dir` is where TensorBoard curves go (with `report_to` tensorboard), `run_name`
+    names the run in wandb / trackio. Returns the training summary (loss and reward margin
+    per logged step).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -129,14 +132,15 @@ def train_dpo(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    trainer = DPOTrainer(
-        model=model,
-        args=dpo_config(cfg, work_dir, len(dataset)),
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=[_log_callback(log)],
-        peft_config=lora_config(cfg),
-    )
+    with tracking.tensorboard_dir(log_dir):
+        trainer = DPOTrainer(
+            model=model,
+            args=dpo_config(cfg, work_dir, len(dataset), run_name),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[_log_callback(log)],
+            peft_config=lora_config(cfg),
+        )
     trainer.remove_callback(PrinterCallback)
     t_train = time.perf_counter()
     trainer.train()  # includes the one-off reference log-prob pass

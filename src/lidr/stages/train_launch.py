@@ -52,9 +52,11 @@ def launch_command(cfg: TrainingConfig, args_file: Path, base_dir: Path | None =
 
 def train_launched(
     model_dir: str, pairs_file: Path, out_dir: Path, cfg: TrainingConfig, work_dir: Path,
-    log: Callable[[str], None] = print, base_dir: Path | None = None,
+    log: Callable[[str], None] = print, base_dir: Path | None = None, log_dir: Path | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
-    """Train in `accelerate launch` subprocesses; returns the main rank's summary."""
+    """Train in `accelerate launch` subprocesses; returns the main rank's summary. Every rank
+    gets the tracker settings; the trainer's tracking callbacks write on the main rank only."""
     work_dir.mkdir(parents=True, exist_ok=True)
     summary_file = work_dir / SUMMARY
     summary_file.unlink(missing_ok=True)
@@ -63,6 +65,7 @@ def train_launched(
         "model_dir": model_dir, "pairs_file": str(pairs_file), "out_dir": str(out_dir),
         "work_dir": str(work_dir / "trainer"), "summary_file": str(summary_file),
         "training": cfg.model_dump(mode="json"),
+        "log_dir": str(log_dir) if log_dir else None, "run_name": run_name,
     }, indent=2), encoding="utf-8")
     cmd = launch_command(cfg, args_file, base_dir)
     log("training: " + " ".join(cmd[1:]))
@@ -89,7 +92,9 @@ def _rank_main(args_file: str) -> None:
     cfg = TrainingConfig.model_validate(args["training"])
     rank = int(os.environ.get("RANK", "0"))
     summary = train_dpo(args["model_dir"], Path(args["pairs_file"]), Path(args["out_dir"]), cfg,
-                        Path(args["work_dir"]), log=lambda m: print(m, flush=True) if rank == 0 else None)
+                        Path(args["work_dir"]), log=lambda m: print(m, flush=True) if rank == 0 else None,
+                        log_dir=Path(args["log_dir"]) if args.get("log_dir") else None,
+                        run_name=args.get("run_name"))
     if rank == 0:
         summary["processes"] = int(os.environ.get("WORLD_SIZE", "1"))
         write_json_atomic(Path(args["summary_file"]), summary)
