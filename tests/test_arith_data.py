@@ -154,3 +154,18 @@ def test_a_broken_language_file_is_a_one_line_error_exit_2_and_writes_nothing(tm
     assert re.fullmatch(r"error: \S+en\.yaml: templates\.add_more: shows the numbers \['a'\], "
                         r"the answer uses \['a', 'b'\]\n", proc.stderr), proc.stderr
     assert not out.exists()
+
+
+def test_russian_nouns_agree_with_their_numbers():
+    from lidr.data.arith.generate import Problem, render
+
+    spec = load_spec()
+    ru = load_language("ru", spec)
+    numbers = (1, 2, 4, 5, 11, 12, 21, 22, 25, 111, 112)
+    assert [ru.category(n) for n in numbers] == [
+        "one", "few", "few", "many", "many", "many", "one", "few", "many", "many", "many"]
+    tpl = spec.templates["unit_price"]
+    text = {b: render(Problem(tpl, {"a": 21, "b": b}, {"p": "f1", "obj": "pear"}, 21 * b), ru, spec)
+            for b in (2, 5, 21)}
+    assert text[21] == "Одна груша стоит 21 рубль. Анна покупает 21 грушу. Сколько рублей платит Анна?"
+    assert "покупает 2 груши." in text[2] and "покупает 5 груш." in text[5]
