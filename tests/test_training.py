@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -17,8 +20,8 @@ PAIRS = [
 ]
 
 
-def completion_logprob(model, tokenizer, prompt: str, answer: str) -> float:
-    """log π(answer | prompt) under the chat template, summed over the answer's tokens."""
+def completion_token_logprobs(model, tokenizer, prompt: str, answer: str) -> torch.Tensor:
+    """log π of each completion token (the answer and the turn's end) under the chat template."""
     msgs = [{"role": "user", "content": prompt}]
     head = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
     full = tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": answer}], tokenize=False)
@@ -28,21 +31,41 @@ def completion_logprob(model, tokenizer, prompt: str, answer: str) -> float:
         logp = model(ids).logits[0, :-1].float().log_softmax(-1)
     targets = ids[0, 1:]
     token_logps = logp.gather(-1, targets[:, None])[:, 0]
-    return token_logps[n_head - 1 :].sum().item()
+    return token_logps[n_head - 1 :]
+
+
+def completion_logprob(model, tokenizer, prompt: str, answer: str) -> float:
+    """log π(answer | prompt), summed over the answer's tokens."""
+    return completion_token_logprobs(model, tokenizer, prompt, answer).sum().item()
+
+
+def load(model_dir):
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval(), tok
+
+
+def mean_chosen_nll(model_dir, pairs) -> float:
+    """The mean negative log-likelihood per chosen token over all pairs, outside the trainer."""
+    model, tok = load(model_dir)
+    logps = torch.cat([completion_token_logprobs(model, tok, p, c) for p, c, _ in pairs])
+    return -logps.mean().item()
 
 
 def mean_margin(model_dir) -> float:
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model, tok = load(model_dir)
     margins = [completion_logprob(model, tok, p, c) - completion_logprob(model, tok, p, r) for p, c, r in PAIRS]
     return sum(margins) / len(margins)
 
 
-def test_chosen_minus_rejected_margin_rises(tmp_path, smollm2_dir):
+def write_pairs(path, pairs):
     rows = [{"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": c}],
-             "rejected": [{"role": "assistant", "content": r}]} for p, c, r in PAIRS]
-    pairs_file = tmp_path / "pairs.parquet"
-    write_parquet_atomic(pairs_file, rows)
+             "rejected": [{"role": "assistant", "content": r}]} for p, c, r in pairs]
+    write_parquet_atomic(path, rows)
+    return path
+
+
+def test_chosen_minus_rejected_margin_rises(tmp_path, smollm2_dir):
+    pairs_file = write_pairs(tmp_path / "pairs.parquet", PAIRS)
     cfg = TrainingConfig(learning_rate=5e-6, epochs=2, batch_size=2, max_length=128, warmup_ratio=0.0)
     summary = train_dpo(str(smollm2_dir), pairs_file, tmp_path / "model", cfg, tmp_path / "work")
     assert summary["steps"] == 4 and summary["pairs"] == 4
@@ -54,3 +77,25 @@ def test_chosen_minus_rejected_margin_rises(tmp_path, smollm2_dir):
     assert after > before + 0.5, (before, after)
     # The trainer's own reward margin (β · Δ log-ratio vs the reference) ends positive.
     assert summary["history"][-1]["margin"] > 0
+
+
+def test_nll_term_weighs_in_as_alpha_times_mean_chosen_nll(tmp_path, tiny_model_dir):
+    """L = -log σ(β·Δ) + α · NLL(chosen). At step 1 the policy is the reference, so the DPO
+    term is log 2 exactly, and the α term is the mean per-token NLL of the chosen answers,
+    which is computed here with plain transformers, outside the trainer."""
+    pairs_file = write_pairs(tmp_path / "pairs.parquet", PAIRS)
+    step1 = {}
+    for alpha in (0.0, 1.0, 2.5):
+        # One batch holds every pair, so step 1's loss is over all of them.
+        cfg = TrainingConfig(alpha=alpha, learning_rate=1e-3, epochs=1, batch_size=len(PAIRS), max_length=128,
+                             warmup_ratio=0.0, logging_steps=1)
+        summary = train_dpo(str(tiny_model_dir), pairs_file, tmp_path / f"m{alpha}", cfg, tmp_path / "work")
+        first = summary["history"][0]
+        assert first["step"] == 1 and first["margin"] == pytest.approx(0.0, abs=1e-5)
+        step1[alpha] = first["loss"]
+    nll = mean_chosen_nll(tiny_model_dir, PAIRS)
+    print(f"step-1 loss by alpha {step1}; mean chosen NLL outside the trainer {nll:.4f}")
+    assert nll > 1.0  # a random model: the α term is large, so a dropped term cannot pass
+    assert step1[0.0] == pytest.approx(math.log(2), abs=1e-4)
+    assert step1[1.0] - step1[0.0] == pytest.approx(nll, rel=1e-3)
+    assert step1[2.5] - step1[0.0] == pytest.approx(2.5 * nll, rel=1e-3)
