@@ -7,6 +7,10 @@ ends at the end of the turn without a closing tag, the text after the last openi
 is kept by default (`accept_unclosed`): the model closed its turn, so the answer is
 complete, and small models often drop the tag. A translation cut off at the token
 limit without a closing tag is a failure ("truncated"): it is usually a loop.
+
+The token limit (`translation_cap`) scales with the source and with how many more tokens
+the target language takes than the source's: with SmolLM2's tokenizer a Russian text takes
+4.3x the tokens of its English original, a Thai one 7.8x (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -18,6 +22,17 @@ from typing import Any
 
 from lidr.engines.base import ChatRequest, Completion
 from lidr.languages import get_language
+
+# Tokens a text takes relative to its English version: the median over 2,000 human-aligned
+# Alpagasus instructions with SmolLM2's tokenizer (benchmarks/bench_translation_cap.py) for
+# the languages measured; by script, and on the high side, for the others (byte-level BPE:
+# a script of 3-byte characters costs about what Thai does). A tokenizer that covers other
+# scripts better only gets a looser cap; the cap never shrinks below `factor` x the source.
+TOKEN_COST = {"en": 1.0, "es": 2.25, "fr": 2.3, "it": 2.25, "de": 2.65, "ru": 4.35, "ar": 4.2,
+              "zh": 2.8, "ja": 4.2, "ko": 5.55, "th": 7.8}
+SCRIPT_COST = {"Latin": 3.0, "Cyrillic": 4.5, "Greek": 5.0, "Han": 3.0, "Japanese": 4.5, "Hangul": 6.0,
+               "Arabic": 4.5, "Hebrew": 4.5, "Devanagari": 8.0, "Bengali": 8.0, "Telugu": 8.0,
+               "Tamil": 8.0, "Thai": 8.0}
 
 OPEN, CLOSE = "<translated>", "</translated>"
 PREFILL = OPEN + "\n"
@@ -59,9 +74,17 @@ def parse_translation(raw: str, finish_reason: str, accept_unclosed: bool = True
     return text, "ok" if end >= 0 else "ok_unclosed"
 
 
-def translation_cap(source_tokens: int, factor: float, max_new_tokens: int) -> int:
-    """New-token cap for one translation: about `factor` times the source, plus room for tags."""
-    return max(1, min(max_new_tokens, math.ceil(factor * source_tokens) + 16))
+def token_cost(lang: str) -> float:
+    """Tokens per English token for text in `lang` (TOKEN_COST, else by script)."""
+    return TOKEN_COST.get(lang) or SCRIPT_COST.get(get_language(lang).script, 8.0)
+
+
+def translation_cap(source_tokens: int, factor: float, max_new_tokens: int,
+                    source: str = "en", target: str = "en") -> int:
+    """New-token cap for one translation: `factor` times the source's length in the target
+    language's tokens (never less than `factor` x the source), plus room for the tags."""
+    scale = max(1.0, token_cost(target) / token_cost(source))
+    return max(1, min(max_new_tokens, math.ceil(factor * scale * source_tokens) + 16))
 
 
 def translation_requests(
@@ -84,7 +107,7 @@ def translation_requests(
                 ChatRequest(
                     id=f"{src}>{tgt}:{r['prompt_id']}",
                     messages=translation_message(r["response"], tgt),
-                    max_new_tokens=translation_cap(r["n_tokens"], factor, max_new_tokens),
+                    max_new_tokens=translation_cap(r["n_tokens"], factor, max_new_tokens, src, tgt),
                     prefill=PREFILL,
                     stop=(CLOSE,),
                     meta={"prompt_id": r["prompt_id"], "source_language": src, "target_language": tgt,
