@@ -69,3 +69,51 @@ def test_demo_config_and_diff():
     assert d.limit == 3 and len(d.prompts) == 3
     a, b = d.model_dump(mode="json"), demo_config().model_dump(mode="json")
     assert diff_configs(a, b) == ["evaluation.tasks", "iterations", "limit", "prompts"]
+
+
+def test_translation_defaults_follow_the_original():
+    c = cfg()
+    assert c.translation.repetition_penalty == 1.0  # a penalty punishes copying names and numbers
+    assert c.generation.openai.api_key_env is None  # no key unless the user names its variable
+    assert c.prompts[0].task == "instruction"
+
+
+OPENAI_NAMED = {"engine": "openai", "openai": {"model_name": "served-model"}}
+MGSM = {"task": "mgsm", "data": ["m/{lang}.jsonl"]}
+
+
+@pytest.mark.parametrize(
+    "over, key, words",
+    [
+        ({"translation": {"batch_size": 32}}, "translation.batch_size", "unknown key"),
+        ({"generation": OPENAI_NAMED}, "(top level)", "without serve_command"),
+        ({"iterations": 1, "generation": OPENAI_NAMED, "evaluation": {"tasks": [MGSM]}},
+         "(top level)", "without serve_command"),
+        ({"evaluation": {"tasks": [MGSM, MGSM]}}, "evaluation.tasks", "two tasks are named 'mgsm'"),
+        ({"evaluation": {"tasks": [MGSM, {**MGSM, "label": "mgsm"}]}}, "evaluation.tasks", "own label"),
+        ({"evaluation": {"tasks": [{**MGSM, "label": "a/b"}]}}, "evaluation.tasks.0.label", "pattern"),
+        ({"prompts": [{"path": "a/{lang}.jsonl", "task": "maths"}]}, "prompts.0.task", "'instruction' or 'math'"),
+    ],
+)
+def test_more_bad_values_name_the_key(over, key, words):
+    with pytest.raises(ConfigError) as err:
+        cfg(**over)
+    msg = str(err.value)
+    assert f"{key}: " in msg and words in msg and "\n" not in msg
+
+
+def test_one_served_model_is_enough_for_one_model():
+    # One iteration, no evaluation: only M0 is ever served, so a fixed model_name is right.
+    assert cfg(iterations=1, generation=OPENAI_NAMED).generation.openai.model_name == "served-model"
+    served = {"engine": "openai", "openai": {"model_name": "m", "serve_command": "serve {model} --port {port}"}}
+    assert cfg(generation=served).generation.openai.serve_command
+
+
+def test_two_tasks_of_one_kind_with_labels():
+    c = cfg(evaluation={"tasks": [MGSM, {**MGSM, "label": "mgsm_hard"}]})
+    assert [t.name for t in c.evaluation.tasks] == ["mgsm", "mgsm_hard"]
+
+
+def test_task_template_with_other_braces():
+    c = cfg(generation={"task_template": r"{prompt} Put the final number in \boxed{} ({language})."})
+    assert r"\boxed{}" in c.generation.task_template

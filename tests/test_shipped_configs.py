@@ -20,7 +20,9 @@ def test_paper_configs_plan_on_shared_data(name, lr, batch, shared_data, tmp_pat
     cfg, base = load_config(CONFIGS / f"{name}.yaml")
     t = cfg.training
     assert (t.beta, t.alpha, t.learning_rate, t.epochs) == (0.1, 1.0, lr, 1)
-    assert t.batch_size * t.gradient_accumulation_steps == batch
+    assert t.batch_size * t.gradient_accumulation_steps * t.num_processes == batch
+    assert t.accelerate_config == "deepspeed_zero3" and t.precision == "bf16"
+    assert cfg.evaluation.tasks and cfg.translation.repetition_penalty == 1.0
     assert cfg.languages == ["es", "ru", "de", "fr"]
     pipe = Pipeline(cfg, tmp_path / "run", base)
     pipe.prepare()  # resolves every path and aligns every prompt block, loads no model

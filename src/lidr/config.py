@@ -54,6 +54,9 @@ class PromptSource(_Section):
     # Skip the first `offset` prompts: fresh blocks for later iterations from one file.
     offset: int = Field(default=0, ge=0)
     limit: int | None = Field(default=None, ge=1)
+    # "math": the prompts are word problems with a final number, so the answer_consistency
+    # gate checks that a translated answer keeps the English answer's number.
+    task: Literal["instruction", "math"] = "instruction"
 
     @model_validator(mode="after")
     def _one_source(self) -> PromptSource:
@@ -92,8 +95,9 @@ class OpenAIOptions(_Section):
     base_url: str | None = None
     # The model name sent in requests; default: the path of the model being run (M0, M1, ...).
     model_name: str | None = None
-    # The API key is read from this environment variable at run time and never written to disk.
-    api_key_env: str | None = "OPENAI_API_KEY"
+    # The environment variable holding the API key, read at run time and never written to disk.
+    # None: no key is sent (so no key reaches a server the user did not name it for).
+    api_key_env: str | None = None
     concurrency: int = Field(default=8, ge=1, le=4096)
     timeout: float = Field(default=120.0, gt=0.0)
     max_retries: int = Field(default=5, ge=0, le=100)
@@ -153,16 +157,19 @@ class GenerationConfig(_Section):
 
 
 class TranslationConfig(_Section):
-    # Cap on new tokens per translation: min(max_new_tokens, length_factor * source + 16).
-    # Non-Latin scripts cost more tokens per word than English, hence a factor above 1.5.
+    # Cap on new tokens per translation: min(max_new_tokens, length_factor x source x the
+    # target's token cost relative to the source's, + 16); costs per language in
+    # stages/translate.py, measured so the default cuts no human-length translation
+    # (benchmarks/RESULTS.md). Translation runs on the generation engine and its batch size.
     max_new_tokens: int = Field(default=512, ge=1, le=32768)
     length_factor: float = Field(default=2.0, gt=0.0, le=20.0)
     temperature: float = Field(default=0.0, ge=0.0, le=5.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    repetition_penalty: float = Field(default=1.1, gt=0.0, le=5.0)
-    batch_size: int = Field(default=16, ge=1, le=4096)
+    # 1.0, as the original: a penalty on prompt tokens punishes copying the source's numbers
+    # and names, which is what a faithful translation does.
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=5.0)
     # A translation that ends at EOS without </translated> is kept (the model closed its turn);
-    # set false to count it as a failure instead.
+    # false counts it as a failure, as the original does (the paper configs).
     accept_unclosed: bool = True
 
 
@@ -231,6 +238,9 @@ class EvalTaskConfig(_Section):
     """One evaluation task run on M0 and on every new model."""
 
     task: Literal["mgsm", "fidelity", "x_alpacaeval", "lm_eval"]
+    # The result's name (iter_<t>/eval/<label>.json); default: the task. Two tasks of one kind
+    # (x_alpacaeval against references and against M0) need distinct labels.
+    label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     # Data files: one path with {lang}, or files named by language (mgsm_es.jsonl).
     data: list[str] = Field(default_factory=list)
     languages: list[str] | None = None  # default: the run's languages
@@ -260,9 +270,22 @@ class EvalTaskConfig(_Section):
             get_language(code)
         return self
 
+    @property
+    def name(self) -> str:
+        return self.label or self.task
+
 
 class EvaluationConfig(_Section):
     tasks: list[EvalTaskConfig] = Field(default_factory=list)
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct_names(cls, v: list[EvalTaskConfig]) -> list[EvalTaskConfig]:
+        names = [t.name for t in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two tasks are named {twice[0]!r}; give each task of one kind its own label")
+        return v
 
 
 class RunConfig(_Section):
@@ -305,6 +328,14 @@ class RunConfig(_Section):
             raise ValueError(
                 f"prompts has {len(self.prompts)} blocks for {self.iterations} iterations; "
                 "give one block (used by every iteration) or one per iteration"
+            )
+        openai = self.generation.openai
+        serves_many = self.iterations > 1 or bool(self.evaluation.tasks)  # M1 is generated or evaluated
+        if self.generation.engine == "openai" and openai.model_name and not openai.serve_command and serves_many:
+            raise ValueError(
+                f"generation.openai.model_name {openai.model_name!r} without serve_command names one served "
+                "model, but this run generates or evaluates M0, M1, ...; unset model_name (requests then "
+                "name each model's path) or set serve_command (a server per model)"
             )
         for i, src in enumerate(self.prompts):
             if src.paths is not None:
@@ -366,7 +397,9 @@ def demo_config(limit: int | None = None, iterations: int = 2) -> RunConfig:
 
     `limit` shrinks the prompts per language and the held-out evaluation alike.
     """
-    blocks = [{"path": f"bundled:demo/iter_{i}/{{lang}}.jsonl", "limit": 12} for i in (1, 2)]
+    # Half of each bundled block is arithmetic word problems: the answer_consistency gate runs
+    # (a pair whose English answer has no number passes it).
+    blocks = [{"path": f"bundled:demo/iter_{i}/{{lang}}.jsonl", "limit": 12, "task": "math"} for i in (1, 2)]
     data = {
         "name": "demo",
         "model": BUNDLED_MODEL,
@@ -376,7 +409,7 @@ def demo_config(limit: int | None = None, iterations: int = 2) -> RunConfig:
         # Iterations past the second reuse the bundled blocks in turn.
         "prompts": [blocks[i % 2] for i in range(iterations)],
         "generation": {"max_new_tokens": 128, "batch_size": 32, "shard_size": 32},
-        "translation": {"max_new_tokens": 256, "batch_size": 32},
+        "translation": {"max_new_tokens": 256},
         "training": {"learning_rate": 5e-6, "batch_size": 4, "epochs": 1, "max_length": 384},
         # Held-out arithmetic, disjoint from the training prompts: accuracy and off-target
         # (answers not in the question's language) of M0, M1, M2.

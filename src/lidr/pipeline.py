@@ -33,7 +33,7 @@ from lidr.config import RunConfig, diff_configs, to_yaml
 from lidr.data.prompts import Prompt, load_aligned, read_records, resolve_path
 from lidr.engines import Sampling
 from lidr.engines.configured import check_engine, engine_from_config
-from lidr.evaluate.runner import check_task, run_task
+from lidr.evaluate.runner import check_task, evaluate_in_run
 from lidr.models import model_ok, resolve_model
 from lidr.stages import generate, pairs, train, translate
 from lidr.stages.filters import apply_gates
@@ -186,14 +186,16 @@ class Pipeline:
         out = self.run_dir / f"iter_{t}" / "eval"
         if not self.worker.is_main:
             return
-        for task in self.cfg.evaluation.tasks:
-            if (out / f"{task.task}.json").is_file():
+        for task in self.cfg.evaluation.tasks:  # in order: M0's outputs exist before any baseline reads them
+            if (out / f"{task.name}.json").is_file():
                 continue
-            self.console.log(f"evaluating M{t} on {task.task}")
+            self.console.log(f"evaluating M{t} on {task.name}")
             t0 = time.perf_counter()
-            result = run_task(task, model_dir, f"M{t}", out, self.cfg.all_languages, self.base_dir,
-                              baseline_dir=self.run_dir / "iter_0" / "eval", gen=self.cfg.generation)
-            self.console.log(f"M{t} {task.task}: " + _metrics_line(result) + f" ({time.perf_counter() - t0:.0f} s)")
+            result = evaluate_in_run(task, t, model_dir, out, self.run_dir / "iter_0" / "eval",
+                                     self.cfg.all_languages, self.base_dir, self.cfg.generation)
+            if result is None:  # M0 is this head-to-head's baseline: its outputs are written
+                continue
+            self.console.log(f"M{t} {task.name}: " + _metrics_line(result) + f" ({time.perf_counter() - t0:.0f} s)")
             self._track_eval(t, result)
 
     def _track_eval(self, t: int, result: dict[str, Any]) -> None:
@@ -277,7 +279,8 @@ class Pipeline:
             responses, translations, cfg.dominant_language, cfg.languages, self._task_ids(responses),
             cfg.pairs.translation_tasks, cfg.pairs.dominant_pairs)
         gates = cfg.pairs.gates
-        rows, gate_stats = apply_gates(rows, gates, math=gates.answer_consistency)
+        # The answer_consistency gate is for math prompts only (a block's `task: math`).
+        rows, gate_stats = apply_gates(rows, gates, math=cfg.prompts_for(plan.t).task == "math")
         for lang, dropped in gate_stats.items():
             stats[lang]["kept"] = sum(1 for r in rows if r["language"] == lang)
             stats[lang]["gates"] = dropped

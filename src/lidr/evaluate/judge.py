@@ -192,7 +192,7 @@ def generate_outputs(
     todo: dict[str, list[dict[str, Any]]] = {}
     for lang, path in files.items():
         rows = _instructions(Path(path), limit)
-        reused = _reusable(_outputs_path(out_dir, lang), rows, model_name)
+        reused = _reusable(outputs_path(out_dir, lang), rows, model_name)
         if reused is not None:
             out[lang] = reused
         else:
@@ -204,11 +204,11 @@ def generate_outputs(
     for lang, rows in todo.items():
         out[lang] = [{"generator": model_name, "dataset": r["dataset"], "id": r["id"],
                       "instruction": r["instruction"], "output": next(completions).text.strip()} for r in rows]
-        write_json_atomic(_outputs_path(out_dir, lang), out[lang])
+        write_json_atomic(outputs_path(out_dir, lang), out[lang])
     return {lang: out[lang] for lang in files}
 
 
-def _outputs_path(out_dir: Path, lang: str) -> Path:
+def outputs_path(out_dir: Path, lang: str) -> Path:
     return Path(out_dir) / "x_alpacaeval_outputs" / f"{lang}.json"
 
 

@@ -10,6 +10,7 @@ from lidr.config import EvalTaskConfig, GenerationConfig
 from lidr.engines.configured import engine_from_config
 from lidr.evaluate.base import data_files
 from lidr.models import resolve_model
+from lidr.store import write_json_atomic
 
 
 def _judge_config(task: EvalTaskConfig, gen: GenerationConfig) -> GenerationConfig:
@@ -17,8 +18,8 @@ def _judge_config(task: EvalTaskConfig, gen: GenerationConfig) -> GenerationConf
     update = {}
     if task.judge_engine:
         update["engine"] = task.judge_engine
-    if task.judge_openai:
-        update["openai"] = task.judge_openai
+    # The judge is its own model: a model_name meant for the evaluated model must not replace it.
+    update["openai"] = task.judge_openai or gen.openai.model_copy(update={"model_name": None})
     return gen.model_copy(update=update)
 
 
@@ -59,7 +60,7 @@ def run_task(
         from lidr.evaluate.harness import run_lm_eval
 
         return run_lm_eval(model_path, task.families, langs, out_dir, limit=task.limit,
-                           batch_size=task.batch_size, device="cpu" if gen.device == "auto" else gen.device)
+                           batch_size=task.batch_size, device=lm_eval_device(gen.device))
     files = data_files(task.data, langs, base_dir)
     engine = engine_from_config(gen, model_path, batch_size=task.batch_size)
     try:
@@ -79,13 +80,68 @@ def run_task(
         engine.close()
 
 
+def lm_eval_device(device: str) -> str:
+    """The device lm-eval runs on: `auto` is the GPU when there is one."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def task_dir(eval_dir: Path, task: EvalTaskConfig) -> Path:
+    """Where a task writes its files: `iter_<t>/eval` under the task's own name, else a folder
+    named by its label, so two tasks of one kind never share outputs, caches or results."""
+    return eval_dir if task.name == task.task else eval_dir / task.name
+
+
+def evaluate_in_run(task: EvalTaskConfig, t: int, model_path: str, eval_dir: Path, m0_eval_dir: Path,
+                    languages: list[str], base_dir: Path | None, gen: GenerationConfig) -> dict[str, Any] | None:
+    """Evaluate M(t) on `task` inside a run; the result is `eval_dir/<label>.json`.
+
+    For a head-to-head against M0 (`baseline: M0`), M0 only writes the outputs that later
+    models are judged against (M0 against itself is no measurement) and None is returned.
+    """
+    out = task_dir(eval_dir, task)
+    if task.task == "x_alpacaeval" and task.baseline == "M0" and t == 0:
+        _baseline_outputs(task, model_path, out, languages, base_dir, gen)
+        return None
+    result = run_task(task, model_path, f"M{t}", out, languages, base_dir,
+                      baseline_dir=task_dir(m0_eval_dir, task), gen=gen)
+    if out != eval_dir:
+        # Filed under its label beside the others; its per-item file stays in its folder.
+        items = result.get("items") or f"{task.task}_generations.jsonl"
+        result = {**result, "task": task.name, "kind": task.task, "items": f"{task.name}/{items}"}
+        write_json_atomic(eval_dir / f"{task.name}.json", result)
+    return result
+
+
+def _baseline_outputs(task: EvalTaskConfig, model_path: str, out_dir: Path, languages: list[str],
+                      base_dir: Path | None, gen: GenerationConfig) -> None:
+    """M0's answers (alpaca_eval model_outputs.json per language), unless already written."""
+    from lidr.evaluate.judge import generate_outputs, outputs_path
+
+    files = data_files(task.data, task.languages or languages, base_dir)
+    if all(outputs_path(out_dir, lang).is_file() for lang in files):
+        return
+    engine = engine_from_config(gen, model_path, batch_size=task.batch_size)
+    try:
+        generate_outputs(engine, files, out_dir, model_name="M0", limit=task.limit,
+                         max_new_tokens=task.max_new_tokens)
+    finally:
+        engine.close()
+
+
 def _x_alpacaeval(task, engine, model_path, files, out_dir, model_name, langs, base_dir, baseline_dir, gen):
-    from lidr.evaluate.judge import evaluate_x_alpacaeval
+    from lidr.evaluate.judge import evaluate_x_alpacaeval, outputs_path
 
     if task.baseline == "M0":
         if baseline_dir is None:
             raise ValueError("baseline M0 is only known inside a run")
-        baseline = {lang: baseline_dir / "x_alpacaeval_outputs" / f"{lang}.json" for lang in langs}
+        baseline = {lang: outputs_path(baseline_dir, lang) for lang in langs}
+        missing = [str(p) for p in baseline.values() if not p.is_file()]
+        if missing:
+            raise ValueError(f"baseline M0: M0's outputs are not written yet ({missing[0]})")
     else:
         baseline = data_files([task.baseline], langs, base_dir)
     judge_gen = _judge_config(task, gen)

@@ -11,10 +11,15 @@ from lidr.languages import get_language
 
 
 def user_content(prompt: Prompt, task_template: str | None) -> str:
-    """The user turn: the prompt, wrapped by the task template when one is configured."""
+    """The user turn: the prompt, wrapped by the task template when one is configured.
+
+    Plain replacement, not str.format (as evaluate/mgsm.py's `render`): a template may hold
+    other braces (LaTeX `\\boxed{}`), and a prompt holding "{language}" is left as it is.
+    """
     if task_template is None:
         return prompt.text
-    return task_template.format(prompt=prompt.text, language=get_language(prompt.language).name)
+    language = get_language(prompt.language).name
+    return task_template.replace("{language}", language).replace("{prompt}", prompt.text)
 
 
 def generation_requests(
