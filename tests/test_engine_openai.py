@@ -310,3 +310,54 @@ def test_request_body_maps_sampling_and_prefill(scripted):
 )
 def test_settle_stop(text, finish, matched, expected):
     assert settle_stop(text, finish, matched, (CLOSE,)) == expected
+
+
+def test_no_key_is_sent_unless_its_variable_is_named(scripted, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-lidr-NOT-FOR-THIS-SERVER")
+    srv = scripted([(200, chat_json("Hallo", tokens=1))])
+    OpenAIEngine(srv.url, "m").generate([ChatRequest("r", _user("Hi"), max_new_tokens=4)], Sampling())
+    assert "Authorization" not in srv.requests[0][0]
+
+
+# A server process that, like `vllm serve --api-key K`, answers /v1/models only with the key.
+KEYED_SERVER = '''
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.headers.get("Authorization") == "Bearer " + sys.argv[2]
+        self.send_response(200 if ok else 401)
+        self.end_headers()
+        self.wfile.write(b'{"object": "list", "data": []}' if ok else b"{}")
+
+    def log_message(self, *args):
+        pass
+
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+'''
+
+
+@pytest.mark.parametrize("key_set", [True, False])
+def test_readiness_probe_sends_the_key(tmp_path, monkeypatch, key_set):
+    from lidr.config import OpenAIOptions
+    from lidr.engines.configured import openai_engine
+
+    script = tmp_path / "keyed_server.py"
+    script.write_text(KEYED_SERVER)
+    if key_set:
+        monkeypatch.setenv("LIDR_TEST_PROBE_KEY", "sk-probe")
+    else:
+        monkeypatch.delenv("LIDR_TEST_PROBE_KEY", raising=False)
+    opts = OpenAIOptions(serve_command=f"{sys.executable} {script} {{port}} sk-probe --model {{model}}",
+                         api_key_env="LIDR_TEST_PROBE_KEY", serve_start_timeout=8)
+    if not key_set:
+        with pytest.raises(EngineError, match="did not answer"):
+            openai_engine(opts, "some-model")
+        return
+    engine = openai_engine(opts, "some-model")
+    try:
+        assert engine.server.proc.poll() is None  # ready, and still running
+    finally:
+        engine.close()
+    assert engine.server.proc.poll() is not None

@@ -18,7 +18,7 @@ def test_lidr_run_on_smollm2(tmp_path, shared_data, smollm2_dir):
         "iterations": 1,
         "prompts": [{"path": str(shared_data / "alpagasus/id_0_1000/{lang}.jsonl"), "limit": 3}],
         "generation": {"max_new_tokens": 48, "batch_size": 8},
-        "translation": {"max_new_tokens": 96, "batch_size": 8},
+        "translation": {"max_new_tokens": 96},
         "training": {"learning_rate": 5e-6, "batch_size": 2, "max_length": 256},
         "pairs": {"gates": {"enabled": False}},  # short generations are cut off: the gates would drop them
     }

@@ -40,7 +40,8 @@ def _base_url_option():
 
 
 def _api_key_env_option():
-    return typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai: environment variable holding the API key")
+    return typer.Option(None, "--api-key-env", help="openai: environment variable holding the API key "
+                        "(default: no key is sent)")
 
 
 def _serve_command_option():
@@ -48,7 +49,7 @@ def _serve_command_option():
                         help="openai: start this server for the model, e.g. 'vllm serve {model} --port {port}'")
 
 
-def _generation_config(engine: str, base_url: Optional[str], api_key_env: str, serve_command: Optional[str],
+def _generation_config(engine: str, base_url: Optional[str], api_key_env: Optional[str], serve_command: Optional[str],
                        batch_size: int):
     """The command line's engine choice as a run config's generation section."""
     from lidr.config import GenerationConfig
@@ -167,7 +168,7 @@ def eval_(
     output: Path = typer.Option(..., "--output", "-o", help="folder for <task>.json and raw outputs"),
     engine: str = _engine_option(),
     base_url: Optional[str] = _base_url_option(),
-    api_key_env: str = _api_key_env_option(),
+    api_key_env: Optional[str] = _api_key_env_option(),
     serve_command: Optional[str] = _serve_command_option(),
     judge_engine: Optional[str] = typer.Option(None, "--judge-engine", help="x_alpacaeval: the judge's engine "
                                                "(default: --engine); openai judges use --judge-base-url"),
@@ -214,7 +215,7 @@ def translate_prompts_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="folder for the aligned {lang}.jsonl files"),
     engine: str = _engine_option(),
     base_url: Optional[str] = _base_url_option(),
-    api_key_env: str = _api_key_env_option(),
+    api_key_env: Optional[str] = _api_key_env_option(),
     serve_command: Optional[str] = _serve_command_option(),
 ) -> None:
     """Translate English-only prompts into aligned prompt files that `lidr run` reads."""

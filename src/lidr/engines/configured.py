@@ -7,6 +7,7 @@ generates text and nothing else.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from lidr.config import GenerationConfig, OpenAIOptions
@@ -41,7 +42,8 @@ def openai_engine(opts: OpenAIOptions, model_path: str) -> Engine:
 
     port = free_port()
     server = ServerProcess(opts.serve_command, model_path, port, opts.serve_start_timeout)
-    server.start(opts.url(port) + "/models")
+    api_key = os.environ.get(opts.api_key_env) if opts.api_key_env else None
+    server.start(opts.url(port) + "/models", api_key)  # the readiness probe carries the key too
     try:
         return ServedEngine(server, OpenAIEngine(opts.url(port), **options))
     except BaseException:

@@ -84,7 +84,7 @@ class OpenAIEngine:
         base_url: str,
         model: str | None,
         *,
-        api_key_env: str | None = "OPENAI_API_KEY",
+        api_key_env: str | None = None,
         concurrency: int = 8,
         timeout: float = 120,
         max_retries: int = 5,

@@ -44,7 +44,9 @@ class ServerProcess:
         self.log_path = Path(path)
         self.proc: subprocess.Popen | None = None
 
-    def start(self, models_url: str) -> None:
+    def start(self, models_url: str, api_key: str | None = None) -> None:
+        """Start the command and wait until `models_url` answers; `api_key` goes with each
+        probe, as with every request, so a server started with `--api-key` becomes ready."""
         with open(self.log_path, "wb") as log:
             try:
                 self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
@@ -56,7 +58,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise EngineError(f"model server exited with code {self.proc.returncode} before answering "
                                   f"({' '.join(self.argv)}); last log lines:\n{self.log_tail()}")
-            if _answers(models_url):
+            if _answers(models_url, api_key):
                 return
             time.sleep(POLL_S)
         self.stop()
@@ -80,9 +82,10 @@ class ServerProcess:
         return "\n".join(lines[-n:])
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, api_key: str | None = None) -> bool:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        return httpx.get(url, timeout=5.0).status_code == 200
+        return httpx.get(url, headers=headers, timeout=5.0).status_code == 200
     except httpx.HTTPError:
         return False
 
