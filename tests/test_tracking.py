@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from huggingface_hub import DatasetCard, ModelCard
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import write_config, write_prompt_set
@@ -30,6 +31,7 @@ def test_run_logs_training_curves_and_eval_per_language_and_iteration(tmp_path, 
     prompts = write_prompt_set(tmp_path / "prompts")  # translation requests pair even on a random model
     cfg = write_config(
         tmp_path / "run.yaml", tiny_model_dir, prompts, training={"report_to": "tensorboard", "batch_size": 2},
+        generation={"max_new_tokens": 16}, translation={"max_new_tokens": 16},
         evaluation={"tasks": [{"task": "fidelity", "data": [str(prompts / "{lang}.jsonl")], "limit": 2,
                                "max_new_tokens": 8}]})
     run_dir = tmp_path / "run"
@@ -54,6 +56,15 @@ def test_run_logs_training_curves_and_eval_per_language_and_iteration(tmp_path, 
             saved = read_json(run_dir / f"iter_{t}" / "eval" / "fidelity.json")["languages"][lang]["fidelity"]
             assert value == pytest.approx(saved)
     assert not any(tag.endswith(("/n", "/standard_error")) for tag in evals)
+
+    # The same run documents its models and pairs: cards rewritten after evaluation.
+    for t in (1, 2):
+        card = ModelCard.load(run_dir / f"iter_{t}" / "model" / "README.md")
+        assert card.data.tags == ["lidr", "dpo", "multilingual"] and card.data.language == list(LANGS)
+        for lang in LANGS:
+            assert f"| fidelity | fidelity | {lang} |" in card.text
+        pairs_card = DatasetCard.load(run_dir / f"iter_{t}" / "pairs" / "README.md")
+        assert pairs_card.data.configs == [{"config_name": "default", "data_files": "pairs.parquet"}]
 
 
 def test_launched_training_logs_on_the_main_rank_only(tmp_path, tiny_model_dir):
