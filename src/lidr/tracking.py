@@ -65,10 +65,11 @@ def clear_train_logs(run_dir: Path, t: int) -> None:
     shutil.rmtree(train_log_dir(run_dir, t), ignore_errors=True)
 
 
-def trainer_args(report_to: str, run_name: str | None) -> dict[str, Any]:
-    """Keyword arguments for TRL's DPOConfig."""
+def trainer_args(report_to: str, run_name: str | None, log_dir: Path | None) -> dict[str, Any]:
+    """Keyword arguments for TRL's DPOConfig. TensorBoard with no `log_dir` is off: its files
+    would go to the trainer's work directory, which is deleted after training."""
     tracker = resolve(report_to)
-    if tracker == "none":
+    if tracker == "none" or (tracker == "tensorboard" and log_dir is None):
         return {"report_to": "none"}
     return {"report_to": tracker, "run_name": run_name, "project": TRACKIO_PROJECT}
 

@@ -45,7 +45,8 @@ def _precision(cfg: TrainingConfig, on_gpu: bool) -> bool:
     return cfg.precision == "auto" and on_gpu and torch.cuda.is_bf16_supported()
 
 
-def dpo_config(cfg: TrainingConfig, output_dir: Path, n_pairs: int, run_name: str | None = None):
+def dpo_config(cfg: TrainingConfig, output_dir: Path, n_pairs: int, run_name: str | None = None,
+               log_dir: Path | None = None):
     import torch
     from trl import DPOConfig
 
@@ -72,7 +73,7 @@ def dpo_config(cfg: TrainingConfig, output_dir: Path, n_pairs: int, run_name: st
         precompute_ref_batch_size=cfg.batch_size,
         logging_steps=cfg.logging_steps,
         save_strategy="no",
-        **tracking.trainer_args(cfg.report_to, run_name),
+        **tracking.trainer_args(cfg.report_to, run_name, log_dir),
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
@@ -135,7 +136,7 @@ def train_dpo(
     with tracking.tensorboard_dir(log_dir):
         trainer = DPOTrainer(
             model=model,
-            args=dpo_config(cfg, work_dir, len(dataset), run_name),
+            args=dpo_config(cfg, work_dir, len(dataset), run_name, log_dir),
             train_dataset=dataset,
             processing_class=tokenizer,
             callbacks=[_log_callback(log)],
