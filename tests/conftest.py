@@ -48,3 +48,11 @@ def tiny_model_dir(tmp_path_factory, smollm2_dir) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def translating_model_dir(tmp_path_factory, smollm2_dir) -> Path:
+    """A tiny Llama that closes `</translated>` (see helpers.train_translating_model)."""
+    from helpers import train_translating_model
+
+    return train_translating_model(tmp_path_factory.mktemp("translating-llama"), smollm2_dir)

@@ -44,7 +44,7 @@ def write_config(path: Path, model: str | Path, prompts: Path, **over) -> Path:
         "iterations": 2,
         "prompts": [{"path": str(prompts / "{lang}.jsonl")}],
         "generation": {"max_new_tokens": 24, "batch_size": 4, "shard_size": 4},
-        "translation": {"max_new_tokens": 32, "batch_size": 4},
+        "translation": {"max_new_tokens": 32},
         "training": {"learning_rate": 1e-4, "batch_size": 4, "max_length": 256, "warmup_ratio": 0.0},
         # A random model's text is noise that every gate would drop; gates have their own tests.
         "pairs": {"gates": {"enabled": False}},
@@ -56,3 +56,95 @@ def write_config(path: Path, model: str | Path, prompts: Path, **over) -> Path:
             cfg[key] = value
     path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+# What the translating tiny model answers to a translation request, by target language.
+TRANSLATIONS = {"en": "hello friend", "es": "hola amigo", "fr": "bonjour ami", "de": "hallo freund"}
+
+
+def train_translating_model(out: Path, tokenizer_dir: Path, steps: int = 100, seed: int = 0) -> Path:
+    """A tiny random Llama taught, in ~100 small steps, to answer the paper's translation
+    prompt (after the `<translated>` primer) with a fixed phrase of the target language and
+    to close the tag, so that a run on it pairs real self-translations. Its answers to
+    other prompts stay random text. The loss is taken on the completion tokens only, which
+    keeps the vocabulary projection (most of the cost) small."""
+    import random
+
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from lidr.stages.translate import CLOSE, PREFILL, translation_message
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+        initializer_range=0.2)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = LlamaForCausalLM(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+
+    def example() -> tuple[list[int], int]:
+        source = tok.decode([rng.randrange(200, 20000) for _ in range(rng.randint(3, 30))])
+        target = rng.choice(sorted(TRANSLATIONS))
+        head = tok.apply_chat_template(translation_message(source, target), add_generation_prompt=True,
+                                       tokenize=False) + PREFILL
+        head_ids = tok(head, add_special_tokens=False).input_ids
+        return head_ids + tok(f"{TRANSLATIONS[target]}\n{CLOSE}", add_special_tokens=False).input_ids, len(head_ids)
+
+    for _ in range(steps):
+        batch = [example() for _ in range(8)]
+        n = max(len(ids) for ids, _ in batch)
+        ids = torch.tensor([x + [tok.pad_token_id] * (n - len(x)) for x, _ in batch])
+        mask = torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x, _ in batch])
+        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        rows = torch.tensor([b for b, (x, h) in enumerate(batch) for _ in range(h - 1, len(x) - 1)])
+        cols = torch.tensor([i for x, h in batch for i in range(h - 1, len(x) - 1)])
+        loss = torch.nn.functional.cross_entropy(model.lm_head(hidden[rows, cols]), ids[rows, cols + 1])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def completion_token_logprobs(model, tokenizer, prompt: str, answer: str):
+    """log π of each completion token (the answer and the turn's end) under the chat template,
+    the completion being what TRL trains on: the tokens after the templated prompt."""
+    import torch
+
+    msgs = [{"role": "user", "content": prompt}]
+    head = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": answer}], tokenize=False)
+    ids = tokenizer(full, return_tensors="pt", add_special_tokens=False).input_ids
+    n_head = len(tokenizer(head, add_special_tokens=False).input_ids)
+    with torch.no_grad():
+        logp = model(ids).logits[0, :-1].float().log_softmax(-1)
+    targets = ids[0, 1:]
+    token_logps = logp.gather(-1, targets[:, None])[:, 0]
+    return token_logps[n_head - 1 :]
+
+
+def completion_logprob(model, tokenizer, prompt: str, answer: str) -> float:
+    """log π(answer | prompt), summed over the answer's tokens."""
+    return completion_token_logprobs(model, tokenizer, prompt, answer).sum().item()
+
+
+def load_model(model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval(), tok
+
+
+def mean_chosen_nll(model_dir, pairs) -> float:
+    """The mean negative log-likelihood per chosen token over all pairs, outside the trainer."""
+    import torch
+
+    model, tok = load_model(model_dir)
+    logps = torch.cat([completion_token_logprobs(model, tok, p, c) for p, c, _ in pairs])
+    return -logps.mean().item()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from helpers import completion_logprob, load_model, mean_chosen_nll
 from lidr.config import TrainingConfig
 from lidr.stages.train import train_dpo
 from lidr.store import write_parquet_atomic
@@ -20,39 +19,8 @@ PAIRS = [
 ]
 
 
-def completion_token_logprobs(model, tokenizer, prompt: str, answer: str) -> torch.Tensor:
-    """log π of each completion token (the answer and the turn's end) under the chat template."""
-    msgs = [{"role": "user", "content": prompt}]
-    head = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-    full = tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": answer}], tokenize=False)
-    ids = tokenizer(full, return_tensors="pt", add_special_tokens=False).input_ids
-    n_head = len(tokenizer(head, add_special_tokens=False).input_ids)
-    with torch.no_grad():
-        logp = model(ids).logits[0, :-1].float().log_softmax(-1)
-    targets = ids[0, 1:]
-    token_logps = logp.gather(-1, targets[:, None])[:, 0]
-    return token_logps[n_head - 1 :]
-
-
-def completion_logprob(model, tokenizer, prompt: str, answer: str) -> float:
-    """log π(answer | prompt), summed over the answer's tokens."""
-    return completion_token_logprobs(model, tokenizer, prompt, answer).sum().item()
-
-
-def load(model_dir):
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval(), tok
-
-
-def mean_chosen_nll(model_dir, pairs) -> float:
-    """The mean negative log-likelihood per chosen token over all pairs, outside the trainer."""
-    model, tok = load(model_dir)
-    logps = torch.cat([completion_token_logprobs(model, tok, p, c) for p, c, _ in pairs])
-    return -logps.mean().item()
-
-
 def mean_margin(model_dir) -> float:
-    model, tok = load(model_dir)
+    model, tok = load_model(model_dir)
     margins = [completion_logprob(model, tok, p, c) - completion_logprob(model, tok, p, r) for p, c, r in PAIRS]
     return sum(margins) / len(margins)
 
