@@ -28,11 +28,12 @@ if not console.is_terminal:
 USER_ERRORS = (ConfigError, DataError, ModelError, RunDirError, UnknownLanguageError, ChatTemplateError, EngineError)
 
 
-ENGINE_HELP = "hf (transformers, any device) | vllm (GPU, lidr[vllm]) | openai (an OpenAI-compatible server)"
+ENGINE_HELP = ("auto (ct2 on a CPU, vllm or hf on a GPU) | hf (transformers, any device) | ct2 (CTranslate2, "
+               "fast on CPUs) | vllm (GPU, lidr[vllm]) | openai (an OpenAI-compatible server)")
 
 
 def _engine_option():
-    return typer.Option("hf", "--engine", help=ENGINE_HELP)
+    return typer.Option("auto", "--engine", help=ENGINE_HELP)
 
 
 def _base_url_option():

@@ -126,11 +126,24 @@ class OpenAIOptions(_Section):
         return self.base_url.replace("{port}", str(port)) if port else self.base_url
 
 
-ENGINES = ("hf", "vllm", "openai")
+class CT2Options(_Section):
+    """CTranslate2 (`engine: ct2`, the CPU default under `engine: auto`)."""
+
+    # auto: float32 on a CPU (greedy text equal to the hf engine's), float16/bfloat16 on a GPU.
+    # int8 is about 1.3x faster on a CPU but changes the text: opt in (benchmarks/RESULTS.md).
+    compute_type: Literal["auto", "float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+                          "float16", "bfloat16"] = "auto"
+    intra_threads: int = Field(default=0, ge=0, le=1024)  # 0: every core this process may use
+
+
+ENGINES = ("auto", "hf", "ct2", "vllm", "openai")
 
 
 class GenerationConfig(_Section):
-    engine: Literal["hf", "vllm", "openai"] = "hf"
+    # auto: ct2 on a CPU-only machine (hf when CTranslate2 is missing); on a GPU, vllm when
+    # installed, else hf.
+    engine: Literal["auto", "hf", "ct2", "vllm", "openai"] = "auto"
+    ct2: CT2Options = Field(default_factory=CT2Options)
     vllm: VLLMOptions = Field(default_factory=VLLMOptions)
     openai: OpenAIOptions = Field(default_factory=OpenAIOptions)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -251,7 +264,7 @@ class EvalTaskConfig(_Section):
     judge: str | None = None  # x_alpacaeval: the judge model (path, hub id, or a served model's name)
     # The judge's engine; default: the run's generation engine. `judge_openai` replaces
     # generation.openai for the judge (a hosted API, its own key).
-    judge_engine: Literal["hf", "vllm", "openai"] | None = None
+    judge_engine: Literal["auto", "hf", "ct2", "vllm", "openai"] | None = None
     judge_openai: OpenAIOptions | None = None
     # x_alpacaeval: outputs to compare against, model_outputs.json per language ({lang}
     # template), or "M0" for head-to-head against this run's starting model.

@@ -32,7 +32,7 @@ from lidr import cards, tracking
 from lidr.config import RunConfig, diff_configs, to_yaml
 from lidr.data.prompts import Prompt, load_aligned, read_records, resolve_path
 from lidr.engines import Sampling
-from lidr.engines.configured import check_engine, engine_from_config
+from lidr.engines.configured import check_engine, engine_from_config, resolve_engine
 from lidr.evaluate.runner import check_task, evaluate_in_run
 from lidr.models import model_ok, resolve_model
 from lidr.stages import generate, pairs, train, translate
@@ -215,8 +215,8 @@ class Pipeline:
         def engine_factory():
             nonlocal engine
             if engine is None:
-                self.console.log(f"iteration {t}: loading {model_in} ({cfg.generation.engine} engine)")
-                engine = engine_from_config(cfg.generation, model_in, seed=cfg.seed + t)
+                self.console.log(f"iteration {t}: loading {model_in} ({resolve_engine(cfg.generation.engine)} engine)")
+                engine = engine_from_config(cfg.generation, model_in, seed=cfg.seed + t, log=self.console.log)
             return engine
 
         try:
@@ -240,6 +240,7 @@ class Pipeline:
             summary = run_sharded(out, requests, engine_factory, sampling, g.shard_size,
                                   generate.response_record, on_progress, on_shard, self.worker, self.console.log)
         summary["languages"] = generate.response_stats(read_stage(out))
+        summary["engine"] = resolve_engine(g.engine)
         check_redone(out, old, summary)
         write_json_atomic(out / DONE, summary)
 
@@ -263,6 +264,7 @@ class Pipeline:
                                   lambda r, c: translate.translation_record(r, c, tc.accept_unclosed),
                                   on_progress, on_shard, self.worker, self.console.log)
         summary["directions"] = translate.translation_stats(read_stage(out))
+        summary["engine"] = resolve_engine(cfg.generation.engine)
         check_redone(out, old, summary)
         write_json_atomic(out / DONE, summary)
 

@@ -61,3 +61,12 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release the model (and accelerator memory) before training starts."""
         ...
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, bool]:
+    """`text` cut after the first stop string it contains, keeping that string; and whether one was found."""
+    found = [(k, s) for s in stops if (k := text.find(s)) >= 0]
+    if not found:
+        return text, False
+    k, s = min(found)
+    return text[: k + len(s)], True

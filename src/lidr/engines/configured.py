@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from lidr.config import GenerationConfig, OpenAIOptions
 from lidr.engines import Engine, make_engine
 
 
 def engine_from_config(gen: GenerationConfig, model_path: str, *, batch_size: int | None = None,
-                       seed: int = 0) -> Engine:
-    """An engine running `model_path` as `gen` says; `batch_size` overrides gen.batch_size (hf)."""
-    if gen.engine == "hf":
+                       seed: int = 0, log: Callable[[str], None] = print) -> Engine:
+    """An engine running `model_path` as `gen` says; `batch_size` overrides gen.batch_size (hf, ct2)."""
+    kind = resolve_engine(gen.engine)
+    if kind == "ct2":
+        from lidr.engines.ct2 import CT2Engine
+
+        return CT2Engine(model_path, compute_type=gen.ct2.compute_type, device=gen.device,
+                         batch_size=batch_size or gen.batch_size, intra_threads=gen.ct2.intra_threads, log=log)
+    if kind == "hf":
         return make_engine("hf", model_path, dtype=gen.dtype, device=gen.device,
                            batch_size=batch_size or gen.batch_size, evict_every=gen.evict_every)
-    if gen.engine == "vllm":
+    if kind == "vllm":
         return make_engine("vllm", model_path, dtype=gen.dtype, seed=seed, **gen.vllm.model_dump())
     return openai_engine(gen.openai, model_path)
 
@@ -51,8 +58,26 @@ def openai_engine(opts: OpenAIOptions, model_path: str) -> Engine:
         raise
 
 
+def resolve_engine(kind: str) -> str:
+    """The engine `auto` stands for here: on a GPU vLLM when installed, else hf; on a CPU-only
+    machine ct2 (in float32 its greedy text equals hf's, 2-3x faster), else hf."""
+    if kind != "auto":
+        return kind
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available():
+        return "vllm" if importlib.util.find_spec("vllm") else "hf"
+    return "ct2" if importlib.util.find_spec("ctranslate2") else "hf"
+
+
 def check_engine(gen: GenerationConfig) -> None:
     """Fail before a run writes anything when the configured engine cannot run here."""
+    if gen.engine == "ct2":
+        from lidr.engines.ct2 import require_ctranslate2
+
+        require_ctranslate2()
     if gen.engine == "vllm":
         from lidr.engines.vllm import require_vllm
 

@@ -1,0 +1,156 @@
+"""The CTranslate2 engine: the same completions as the hf engine in float32 (greedy text,
+finish reasons, token counts) for prefilled turns, stop strings and per-request caps; each
+model converted once; a clear error when CTranslate2 is missing; a whole run on it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import write_config, write_prompt_set
+from lidr.engines.base import ChatRequest, Sampling
+from lidr.engines.ct2 import CT2Engine, model_hash
+from lidr.engines.hf import HFEngine
+from lidr.stages.translate import CLOSE, PREFILL, translation_message
+
+pytest.importorskip("ctranslate2")
+
+
+def _requests() -> list[ChatRequest]:
+    reqs = []
+    for k, text in enumerate(["Say hi.", "Tom has 12 apples. He buys 4 more. How many apples does Tom have now?",
+                              "Write a long story about the sea.", "¿Cuánto es 7 más 5?", "Name a colour.",
+                              "Décris un chat.", "List five fruits.", "Hallo"]):
+        cap = (6, 48, 17)[k % 3]  # different caps inside one batch
+        reqs.append(ChatRequest(f"r{k}", [{"role": "user", "content": text}], max_new_tokens=cap))
+    for k, (source, lang) in enumerate([("Tom has 16 apples.", "es"), ("I like the sea.", "fr"),
+                                        ("Der Hund schläft.", "en")]):
+        reqs.append(ChatRequest(f"t{k}", translation_message(source, lang), max_new_tokens=40,
+                                prefill=PREFILL, stop=(CLOSE,)))
+    return reqs
+
+
+@pytest.fixture(scope="module")
+def ct2_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ct2-cache")
+
+
+@pytest.mark.parametrize("model", ["tiny_model_dir", "translating_model_dir", "smollm2_dir"])
+def test_greedy_completions_equal_hf_fp32(model, request, ct2_cache):
+    model_dir = str(request.getfixturevalue(model))
+    reqs, sampling = _requests(), Sampling()
+    hf = HFEngine(model_dir, dtype="float32", batch_size=len(reqs))
+    expected = hf.generate(reqs, sampling)
+    hf.close()
+    ct2 = CT2Engine(model_dir, batch_size=4, cache=ct2_cache)  # several batches, sorted by length
+    got = ct2.generate(reqs, sampling)
+    ct2.close()
+    assert [c.text for c in got] == [c.text for c in expected]
+    assert got == expected  # ids, finish reasons and token counts too
+    for r, c in zip(reqs, got):
+        assert c.n_tokens <= r.max_new_tokens
+        assert c.finish_reason in ("stop", "length")
+        if c.finish_reason == "stop" and r.stop and CLOSE in c.text:
+            assert c.text.endswith(CLOSE)  # the stop string is kept, nothing after it
+
+
+def test_stop_string_and_caps_on_a_model_that_closes_the_tag(translating_model_dir, ct2_cache):
+    """The translating tiny model answers every translation request with a phrase and `</translated>`."""
+    engine = CT2Engine(str(translating_model_dir), batch_size=8, cache=ct2_cache)
+    reqs = _requests()
+    out = {c.id: c for c in engine.generate(reqs, Sampling())}
+    assert out["t0"].text == "hola amigo\n" + CLOSE and out["t0"].finish_reason == "stop"
+    assert out["t1"].text == "bonjour ami\n" + CLOSE
+    assert out["t2"].text == "hello friend\n" + CLOSE
+    capped = ChatRequest("c", reqs[-1].messages, max_new_tokens=2, prefill=PREFILL, stop=(CLOSE,))
+    [c] = engine.generate([capped], Sampling())
+    assert (c.n_tokens, c.finish_reason) == (2, "length") and CLOSE not in c.text
+    engine.close()
+
+
+def test_repetition_penalty_is_applied(smollm2_dir, ct2_cache):
+    """CTranslate2 has its own repetition penalty (its text differs from hf's at 1.1, see
+    benchmarks/RESULTS.md); it must still change what a looping model writes."""
+    engine = CT2Engine(str(smollm2_dir), batch_size=11, cache=ct2_cache)
+    reqs = _requests()
+    plain, penalised = engine.generate(reqs, Sampling()), engine.generate(reqs, Sampling(repetition_penalty=1.3))
+    engine.close()
+    changed = sum(a.text != b.text for a, b in zip(plain, penalised))
+    assert changed >= len(reqs) // 2, changed
+
+
+def test_sampling_is_seeded_and_differs_from_greedy(smollm2_dir, ct2_cache):
+    engine = CT2Engine(str(smollm2_dir), batch_size=8, cache=ct2_cache)
+    reqs = _requests()[:4]
+    hot = Sampling(temperature=1.0, top_p=0.95, seed=3)
+    a, b = engine.generate(reqs, hot), engine.generate(reqs, hot)
+    assert a == b
+    assert engine.generate(reqs, Sampling(temperature=1.0, top_p=0.95, seed=4)) != a
+    assert engine.generate(reqs, Sampling()) != a
+    engine.close()
+
+
+def test_each_model_is_converted_once(tiny_model_dir, tmp_path):
+    cache = tmp_path / "cache"
+    first = CT2Engine(str(tiny_model_dir), cache=cache)
+    converted = first.model_dir
+    stamp = (converted / "model.bin").stat().st_mtime_ns
+    first.close()
+    again = CT2Engine(str(tiny_model_dir), cache=cache)
+    assert again.model_dir == converted and (converted / "model.bin").stat().st_mtime_ns == stamp
+    again.close()
+    assert [p.name for p in cache.iterdir()] == [converted.name]  # no temporary folder left
+    # Another model (same files but different weights) gets its own conversion.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    other = tmp_path / "other"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1.5)
+    model.save_pretrained(other)
+    assert model_hash(other) != model_hash(Path(tiny_model_dir))
+
+
+def test_missing_ctranslate2_is_one_line(tmp_path, tiny_model_dir):
+    """With CTranslate2 not importable, `engine: ct2` fails before anything is written."""
+    prompts = write_prompt_set(tmp_path / "prompts", n=2)
+    cfg = write_config(tmp_path / "run.yaml", tiny_model_dir, prompts, generation={"engine": "ct2"})
+    run_dir = tmp_path / "run"
+    code = ("import sys; sys.modules['ctranslate2'] = None\n"
+            "from lidr.cli import app; app()")
+    proc = subprocess.run([sys.executable, "-c", code, "run", str(cfg), "-o", str(run_dir)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "ctranslate2" in lines[0].lower(), proc.stderr
+    assert not run_dir.exists()
+
+
+def test_two_iterations_on_ct2_train_on_self_translations(tmp_path, translating_model_dir):
+    """A whole run with `engine: ct2`: self-translations are parsed and paired, M1 differs from
+    M0, and iteration 2 generates with M1 (its responses differ from iteration 1's)."""
+    prompts = write_prompt_set(tmp_path / "prompts")
+    cfg = write_config(tmp_path / "run.yaml", translating_model_dir, prompts, generation={"engine": "ct2"},
+                       training={"learning_rate": 1e-3})
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "lidr", "run", str(cfg), "-o", str(run_dir)],
+                          capture_output=True, text=True, env={**__import__("os").environ,
+                                                               "LIDR_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import pyarrow.parquet as pq
+
+    for t in (1, 2):
+        done = json.loads((run_dir / f"iter_{t}" / "translations" / "_done.json").read_text())
+        assert done["engine"] == "ct2"
+        pairs = pq.read_table(run_dir / f"iter_{t}" / "pairs" / "pairs.parquet").to_pylist()
+        translated = [p for p in pairs if p["language"] != "en" and "translation" in p["chosen_source"]]
+        assert translated, f"iteration {t} trained on no self-translated pair"
+    r1 = pq.read_table(run_dir / "iter_1" / "responses").column("response").to_pylist()
+    r2 = pq.read_table(run_dir / "iter_2" / "responses").column("response").to_pylist()
+    assert r1 != r2
+    assert len(list((tmp_path / "cache" / "ct2").iterdir())) == 2  # M0 and M1 (M2 only saved)
