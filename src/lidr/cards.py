@@ -171,6 +171,10 @@ def _pair_count_rows(pairs_done: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _of_iterations(cfg: RunConfig) -> str:
+    return f"at most {cfg.max_iterations} (iterations: auto)" if cfg.iterations == "auto" else str(cfg.iterations)
+
+
 def model_card(run_dir: Path, cfg: RunConfig, t: int, base_dir: Path | None = None):
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -184,7 +188,7 @@ def model_card(run_dir: Path, cfg: RunConfig, t: int, base_dir: Path | None = No
     )
     parent = cfg.model if t == 1 else f"M{t - 1} of this run (`iter_{t - 1}/model`)"
     lines = [f"# {run_dir.name}: M{t}", "", method_text(cfg), "",
-             f"This is **M{t}**, iteration {t} of {cfg.iterations}, trained from {parent}; "
+             f"This is **M{t}**, iteration {t} of {_of_iterations(cfg)}, trained from {parent}; "
              f"the run started from `{cfg.model}`.", ""]
     if train and not train.get("pairs"):
         lines += ["No pair survived pairing and the quality gates in this iteration: the weights are "

@@ -301,12 +301,58 @@ class EvaluationConfig(_Section):
         return v
 
 
+class StoppingConfig(_Section):
+    """When `iterations: auto` stops (lidr/stopping.py): after M(t) is evaluated, the gain is the
+    change of `metric` on the evaluation task labelled `task`, from M(t-1) to M(t), in the mean
+    over the non-dominant languages; below `min_gain` (in the metric's own units) the run stops."""
+
+    task: str  # the label (or task name) of one of evaluation.tasks, e.g. a dev set
+    metric: str = "accuracy"  # off_target counts lower as better
+    min_gain: float = 0.01
+
+
+# Metrics a stopping rule may read, per task kind (lm_eval's depend on its task families).
+STOPPING_METRICS = {"mgsm": ("accuracy", "off_target"), "fidelity": ("fidelity",), "x_alpacaeval": ("win_rate",)}
+
+
+def check_stopping(cfg: RunConfig) -> None:
+    """`iterations: auto` needs a stopping rule on an evaluation task that M0 has a result for."""
+    if cfg.iterations != "auto":
+        for key in ("max_iterations", "stopping"):
+            if getattr(cfg, key) is not None:
+                raise ValueError(f"{key} is only read with iterations: auto (got iterations: {cfg.iterations})")
+        return
+    stop = cfg.stopping
+    names = [t.name for t in cfg.evaluation.tasks]
+    if stop is None:
+        raise ValueError("iterations: auto needs a stopping section naming the evaluation task that decides "
+                         "(stopping.task: one of evaluation.tasks' labels)")
+    if stop.task not in names:
+        raise ValueError(f"stopping.task {stop.task!r} is not an evaluation task's label "
+                         f"(evaluation.tasks: {', '.join(names) or 'none'})")
+    task = cfg.evaluation.tasks[names.index(stop.task)]
+    known = STOPPING_METRICS.get(task.task)
+    if known is not None and stop.metric not in known:
+        raise ValueError(f"stopping.metric {stop.metric!r} is not a {task.task} metric (expected one of "
+                         f"{', '.join(known)})")
+    if task.baseline == "M0":
+        raise ValueError(f"stopping.task {stop.task!r} is a head-to-head against M0, which has no M0 result "
+                         "to measure the first gain from; name a task with an absolute score")
+    if task.languages is not None and not set(task.languages) & set(cfg.languages):
+        raise ValueError(f"stopping.task {stop.task!r} covers none of the non-dominant languages "
+                         f"{cfg.languages} (its languages: {task.languages})")
+
+
 class RunConfig(_Section):
     name: str | None = None
     model: str = BUNDLED_MODEL
     dominant_language: str = "en"
     languages: list[str] = Field(default_factory=lambda: ["es", "fr", "de"], min_length=1)
-    iterations: int = Field(default=2, ge=1, le=100)
+    # An int, or "auto": evaluate each new model and stop when gains saturate (`stopping`),
+    # after at most max_iterations (default 5).
+    iterations: int | Literal["auto"] = 2
+    max_iterations: int | None = Field(default=None, ge=1, le=100)
+    stopping: StoppingConfig | None = None
     seed: int = 0
     limit: int | None = Field(default=None, ge=1)
     prompts: list[PromptSource] = Field(min_length=1)
@@ -315,6 +361,14 @@ class RunConfig(_Section):
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @field_validator("iterations", mode="before")
+    @classmethod
+    def _iterations(cls, v: Any) -> Any:
+        # One message instead of one per member of the union.
+        if v != "auto" and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100):
+            raise ValueError("expected a whole number from 1 to 100, or auto")
+        return v
 
     @field_validator("dominant_language")
     @classmethod
@@ -331,19 +385,28 @@ class RunConfig(_Section):
             raise ValueError(f"languages repeat a code: {v}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_max_iterations(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("iterations") == "auto" and data.get("max_iterations") is None:
+            return {**data, "max_iterations": 5}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
+        check_stopping(self)
         if self.dominant_language in self.languages:
             raise ValueError(
                 f"languages lists the dominant language {self.dominant_language!r}; list only the others"
             )
-        if len(self.prompts) not in (1, self.iterations):
+        if len(self.prompts) not in (1, self.last_iteration):
+            what = f"max_iterations {self.last_iteration}" if self.iterations == "auto" else f"{self.iterations} iterations"
             raise ValueError(
-                f"prompts has {len(self.prompts)} blocks for {self.iterations} iterations; "
+                f"prompts has {len(self.prompts)} blocks for {what}; "
                 "give one block (used by every iteration) or one per iteration"
             )
         openai = self.generation.openai
-        serves_many = self.iterations > 1 or bool(self.evaluation.tasks)  # M1 is generated or evaluated
+        serves_many = self.last_iteration > 1 or bool(self.evaluation.tasks)  # M1 is generated or evaluated
         if self.generation.engine == "openai" and openai.model_name and not openai.serve_command and serves_many:
             raise ValueError(
                 f"generation.openai.model_name {openai.model_name!r} without serve_command names one served "
@@ -360,6 +423,11 @@ class RunConfig(_Section):
     @property
     def all_languages(self) -> list[str]:
         return [self.dominant_language, *self.languages]
+
+    @property
+    def last_iteration(self) -> int:
+        """The number of iterations, or under `iterations: auto` the most there may be."""
+        return self.max_iterations if self.iterations == "auto" else self.iterations
 
     def prompts_for(self, iteration: int) -> PromptSource:
         return self.prompts[0] if len(self.prompts) == 1 else self.prompts[iteration - 1]

@@ -28,7 +28,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from lidr import cards, tracking
+from lidr import cards, stopping, tracking
 from lidr.config import RunConfig, diff_configs, to_yaml
 from lidr.data.prompts import Prompt, load_aligned, read_records, resolve_path
 from lidr.engines import Sampling
@@ -83,7 +83,7 @@ class Pipeline:
         if cfg.training.lora.enabled:
             train.lora_config(cfg.training)  # PEFT installed?
         tracking.check(cfg.training.report_to)
-        for t in range(1, cfg.iterations + 1):
+        for t in range(1, cfg.last_iteration + 1):
             prompts = load_aligned(cfg.prompts_for(t), cfg.all_languages, self.base_dir, cfg.limit)
             self.plans.append(IterationPlan(t, prompts, self.run_dir / f"iter_{t}"))
         for task in cfg.evaluation.tasks:
@@ -141,6 +141,10 @@ class Pipeline:
         cfg = self.cfg
         lines = [f"run directory: {self.run_dir}", f"model: {cfg.model}",
                  f"languages: {cfg.dominant_language} (dominant), {', '.join(cfg.languages)}"]
+        if cfg.iterations == "auto":
+            s = cfg.stopping
+            lines.append(f"iterations: auto, at most {cfg.max_iterations}; stops when the gain in {s.task} "
+                         f"{s.metric} (mean of {', '.join(stopping.rule(cfg)['languages'])}) is below {s.min_gain:g}")
         for p in self.plans:
             counts = ", ".join(f"{lang} {len(v)}" for lang, v in p.prompts.items())
             n = len(p.prompts[cfg.dominant_language])
@@ -175,6 +179,8 @@ class Pipeline:
             model_in = str(plan.model_dir)
             self._evaluate(plan.t, model_in)
             self._write_cards(plan.t)  # again, with this model's evaluation
+            if self._stops_after(plan.t):
+                break
         if self.cfg.evaluation.tasks and self.worker.is_main:
             from lidr.report import build_report
 
@@ -197,6 +203,20 @@ class Pipeline:
                 continue
             self.console.log(f"M{t} {task.name}: " + _metrics_line(result) + f" ({time.perf_counter() - t0:.0f} s)")
             self._track_eval(t, result)
+
+    def _stops_after(self, t: int) -> bool:
+        """Under `iterations: auto`, whether the gains have saturated after M(t) (lidr/stopping.py)."""
+        if self.cfg.iterations != "auto":
+            return False
+        if self.worker.is_main:
+            record = stopping.decide(self.run_dir, self.cfg, t)
+            write_json_atomic(self.run_dir / stopping.STOPPING_FILE, record)
+            self.console.log("\n".join(stopping.lines(record)))
+        else:
+            wait_until(lambda: stopping.decided(self.run_dir, t), lambda: f"worker 0: the stopping decision "
+                       f"after M{t}", self.console.log)
+            record = stopping.read(self.run_dir)
+        return record["stopped_after"] is not None and record["stopped_after"] <= t
 
     def _track_eval(self, t: int, result: dict[str, Any]) -> None:
         try:
@@ -365,4 +385,6 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         if evals:
             record["eval"] = evals
         out[it.name] = record
+    if (record := stopping.read(run_dir)) is not None:
+        out["stopping"] = record  # iterations: auto: the gains so far and why the run stopped
     return out

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from lidr import report_stats as rs
+from lidr.stopping import report_section as stopping_section
 from lidr.store import DONE, write_text_atomic
 
 # Metrics reported in percent (alpaca_eval's convention); every other metric whose values
@@ -405,6 +406,7 @@ def build_report(run_dir: Path) -> Path:
     lines += availability_section(res)
     if plot_note:
         lines += [plot_note, ""]
+    lines += stopping_section(run_dir)
     lines += eval_section(res, plots, run_dir)
     lines += pairs_section(res)
     lines += timing_section(res)

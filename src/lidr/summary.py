@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lidr.report_stats import interval, rate_cell
+from lidr.stopping import lines as stopping_lines
 
 
 def _fmt(x: float | None, spec: str = ".3f") -> str:
@@ -68,6 +69,8 @@ def _metric_cell(values: dict[str, Any], metric: str) -> str:
 def print_summary(summary: dict[str, Any], console: Console, run_dir: str) -> None:
     console.print(f"\n[bold]run directory:[/bold] {run_dir}")
     for name, it in summary.items():
+        if not name.startswith("iter_"):
+            continue
         t = int(name.split("_")[1])
         if t > 0:
             times = ", ".join(f"{s} {it[s].get('seconds', 0):.0f}s"
@@ -78,3 +81,7 @@ def print_summary(summary: dict[str, Any], console: Console, run_dir: str) -> No
                 console.print(_train_line(it["train"]))
         for result in it.get("eval", {}).values():
             console.print(_eval_table(result))
+    if "stopping" in summary:
+        console.print("\n[bold]stopping[/bold]")
+        for line in stopping_lines(summary["stopping"]):
+            console.print(line, highlight=False, markup=False)

@@ -1,0 +1,153 @@
+"""`iterations: auto`: real runs on the tiny Llama that stop when the dev gain is below
+min_gain or at max_iterations, resume exactly, and say why in stopping.json, the summary,
+`lidr status` and report.md; and the config errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from helpers import write_config, write_prompt_set
+
+from lidr.config import ConfigError, load_config
+from lidr.store import read_json
+
+DEV = "bundled:arith/dev/{lang}.jsonl"
+
+
+def lidr(*args):
+    return subprocess.run([sys.executable, "-m", "lidr", *args], capture_output=True, text=True)
+
+
+def auto_config(tmp_path, model, **over):
+    # A dev set of 2 arithmetic items per language, answered in 8 tokens: seconds per model.
+    dev = {"task": "mgsm", "label": "dev", "data": [DEV], "limit": 2, "max_new_tokens": 8, "batch_size": 8}
+    fields = {"iterations": "auto", "max_iterations": 2, "evaluation": {"tasks": [dev]},
+              "stopping": {"task": "dev"}, **over}
+    return write_config(tmp_path / "run.yaml", model, write_prompt_set(tmp_path / "prompts", 3), **fields)
+
+
+def test_stops_when_the_dev_gain_is_below_min_gain(tmp_path, tiny_model_dir):
+    # No model can gain 2 points of accuracy: the run stops after its first iteration.
+    cfg = auto_config(tmp_path, tiny_model_dir, stopping={"task": "dev", "min_gain": 2.0})
+    run_dir = tmp_path / "run"
+    done = lidr("run", str(cfg), "--output", str(run_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    record = read_json(run_dir / "stopping.json")
+    assert record["stopped_after"] == 1 and record["decided_through"] == 1
+    assert record["rule"]["languages"] == ["es", "fr"] and record["rule"]["max_iterations"] == 2
+    (gain,) = record["gains"]
+    m0, m1 = (read_json(run_dir / f"iter_{t}" / "eval" / "dev.json")["languages"] for t in (0, 1))
+    mean = [(m["es"]["accuracy"] + m["fr"]["accuracy"]) / 2 for m in (m0, m1)]
+    assert gain["before"] == pytest.approx(mean[0], abs=1e-4) and gain["after"] == pytest.approx(mean[1], abs=1e-4)
+    assert gain["n"] == 4 and len(gain["gain_ci"]) == 2  # 2 items x 2 languages, paired
+    assert record["reason"].startswith(f"gain {gain['gain']:+.3f} < min_gain 2 ")
+    assert "dev accuracy, mean es/fr" in record["reason"]
+    assert record["final"]["iteration"] in (0, 1)
+    # Iteration 2 never started; the summary and the report say why.
+    assert (run_dir / "iter_1" / "model" / "config.json").is_file() and not (run_dir / "iter_2").exists()
+    assert f"stopped after iteration 1: {record['reason']}" in done.stdout
+    report = (run_dir / "report.md").read_text()
+    assert "## Stopping" in report and f"**Stopped after iteration 1:** {record['reason']}" in report
+    assert f"**Final model: M{record['final']['iteration']}**" in report
+
+    # The finished run, re-run, starts nothing new; `lidr status` shows the same reason.
+    again = lidr("run", str(cfg), "--output", str(run_dir))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "shard" not in again.stderr and "evaluating" not in again.stderr and not (run_dir / "iter_2").exists()
+    status = lidr("status", str(run_dir))
+    assert status.returncode == 0 and f"stopped after iteration 1: {record['reason']}" in status.stdout
+
+
+def test_runs_to_max_iterations_and_resumes(tmp_path, tiny_model_dir):
+    # Every gain passes min_gain -1: the run goes on to max_iterations and says so.
+    cfg = auto_config(tmp_path, tiny_model_dir, stopping={"task": "dev", "min_gain": -1.0})
+    run_dir = tmp_path / "run"
+    first = lidr("run", str(cfg), "--output", str(run_dir))
+    assert first.returncode == 0, first.stderr[-3000:]
+    record = read_json(run_dir / "stopping.json")
+    assert record["stopped_after"] == 2 and [g["iteration"] for g in record["gains"]] == [1, 2]
+    assert record["reason"].startswith("reached max_iterations 2 (last gain")
+    assert (run_dir / "iter_2" / "model" / "config.json").is_file() and not (run_dir / "iter_3").exists()
+
+    # A run killed after M2 was evaluated but before it decided: the resumed run decides the same.
+    (run_dir / "stopping.json").unlink()
+    resumed = lidr("run", str(cfg), "--output", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "shard" not in resumed.stderr and "evaluating" not in resumed.stderr
+    assert read_json(run_dir / "stopping.json") == record
+    assert "reached max_iterations 2" in (run_dir / "report.md").read_text()
+
+
+def write_dev(run_dir, t, es, fr, metric="accuracy"):
+    from lidr.evaluate.base import write_result
+
+    langs = {lang: {"n": 100, metric: v} for lang, v in (("en", 0.5), ("es", es), ("fr", fr))}
+    write_result(run_dir / f"iter_{t}" / "eval", "dev", f"M{t}", langs)
+
+
+@pytest.mark.parametrize("metric, scores, stop, gains, final", [
+    # 0.15 - 0.14 is one point (not 0.0099...): the run goes on; then -0.02 stops it, and M1 is kept.
+    ("accuracy", [(0.14, 0.14), (0.15, 0.15), (0.13, 0.13)], [None, 2], [0.01, -0.02], 1),
+    # Lower off_target is better: a fall of 0.05 is a gain; a rise of 0.01 stops, the earlier model kept.
+    ("off_target", [(0.30, 0.20), (0.25, 0.15), (0.26, 0.16)], [None, 2], [0.05, -0.01], 1),
+    # A tie goes to the earlier model.
+    ("accuracy", [(0.10, 0.10), (0.10, 0.10)], [1], [0.0], 0),
+])
+def test_gain_and_final_model(tmp_path, metric, scores, stop, gains, final):
+    from lidr import stopping
+    from lidr.config import parse_config
+
+    dev = {"task": "mgsm", "label": "dev", "data": [DEV]}
+    cfg = parse_config({"iterations": "auto", "languages": ["es", "fr"], "prompts": [{"path": "p/{lang}.jsonl"}],
+                        "evaluation": {"tasks": [dev]}, "stopping": {"task": "dev", "metric": metric}})
+    for t, (es, fr) in enumerate(scores):
+        write_dev(tmp_path, t, es, fr, metric)
+    for t in range(1, len(scores)):
+        record = stopping.decide(tmp_path, cfg, t)
+        assert record["stopped_after"] == stop[t - 1]
+    assert [g["gain"] for g in record["gains"]] == pytest.approx(gains)
+    assert record["final"]["iteration"] == final
+    assert record["final"]["model"] == ("bundled:smollm2-135m-instruct" if final == 0 else f"iter_{final}/model")
+
+
+@pytest.mark.parametrize("over, message", [
+    ({}, "(top level): iterations: auto needs a stopping section"),
+    ({"stopping": {"task": "test"}}, "stopping.task 'test' is not an evaluation task's label (evaluation.tasks: dev)"),
+    ({"stopping": {"task": "dev", "metric": "win_rate"}}, "stopping.metric 'win_rate' is not a mgsm metric"),
+    ({"stopping": {"task": "dev"}, "iterations": 2}, "stopping is only read with iterations: auto"),
+    ({"stopping": {"task": "dev"}, "prompts": [{"path": "a/{lang}.jsonl"}] * 2, "max_iterations": 3},
+     "prompts has 2 blocks for max_iterations 3"),
+    ({"stopping": {"task": "dev"}, "iterations": "often"}, "iterations: expected a whole number from 1 to 100, or auto"),
+])
+def test_config_errors(tmp_path, over, message):
+    dev = {"task": "mgsm", "label": "dev", "data": [DEV]}
+    fields = {"model": "model", "prompts": [{"path": "p/{lang}.jsonl"}], "iterations": "auto",
+              "evaluation": {"tasks": [dev]}, **over}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(fields), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"invalid config {path}: ")
+
+
+def test_config_error_exits_2_and_writes_nothing(tmp_path):
+    path = write_config(tmp_path / "run.yaml", "model", tmp_path, iterations="auto")
+    out = lidr("run", str(path), "--output", str(tmp_path / "run"))
+    assert out.returncode == 2 and "iterations: auto needs a stopping section" in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_auto_defaults_to_five_iterations_at_most(tmp_path):
+    dev = {"task": "mgsm", "label": "dev", "data": [DEV]}
+    path = write_config(tmp_path / "run.yaml", "model", tmp_path, iterations="auto",
+                        evaluation={"tasks": [dev]}, stopping={"task": "dev"})
+    cfg, _ = load_config(path)
+    assert (cfg.max_iterations, cfg.last_iteration, cfg.stopping.min_gain, cfg.stopping.metric) == \
+        (5, 5, 0.01, "accuracy")
+    assert json.loads(cfg.model_dump_json())["max_iterations"] == 5  # written into the run's config.yaml
