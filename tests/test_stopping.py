@@ -122,7 +122,8 @@ def test_gain_and_final_model(tmp_path, metric, scores, stop, gains, final):
     ({"stopping": {"task": "dev"}, "iterations": 2}, "stopping is only read with iterations: auto"),
     ({"stopping": {"task": "dev"}, "prompts": [{"path": "a/{lang}.jsonl"}] * 2, "max_iterations": 3},
      "prompts has 2 blocks for max_iterations 3"),
-    ({"stopping": {"task": "dev"}, "iterations": "often"}, "iterations: expected a whole number from 1 to 100, or auto"),
+    ({"stopping": {"task": "dev"}, "iterations": "often"},
+     "iterations: expected a whole number from 1 to 100, or auto"),
 ])
 def test_config_errors(tmp_path, over, message):
     dev = {"task": "mgsm", "label": "dev", "data": [DEV]}

@@ -400,7 +400,8 @@ class RunConfig(_Section):
                 f"languages lists the dominant language {self.dominant_language!r}; list only the others"
             )
         if len(self.prompts) not in (1, self.last_iteration):
-            what = f"max_iterations {self.last_iteration}" if self.iterations == "auto" else f"{self.iterations} iterations"
+            auto = self.iterations == "auto"
+            what = f"max_iterations {self.last_iteration}" if auto else f"{self.iterations} iterations"
             raise ValueError(
                 f"prompts has {len(self.prompts)} blocks for {what}; "
                 "give one block (used by every iteration) or one per iteration"
