@@ -152,3 +152,18 @@ def test_auto_defaults_to_five_iterations_at_most(tmp_path):
     assert (cfg.max_iterations, cfg.last_iteration, cfg.stopping.min_gain, cfg.stopping.metric) == \
         (5, 5, 0.01, "accuracy")
     assert json.loads(cfg.model_dump_json())["max_iterations"] == 5  # written into the run's config.yaml
+
+
+def test_a_second_worker_stops_with_worker_0(tmp_path, tiny_model_dir):
+    # Worker 1 does not evaluate: it waits for worker 0's decision instead of starting iteration 2.
+    cfg = auto_config(tmp_path, tiny_model_dir, stopping={"task": "dev", "min_gain": 2.0})
+    run_dir = tmp_path / "run"
+    workers = [subprocess.Popen([sys.executable, "-m", "lidr", "run", str(cfg), "--output", str(run_dir),
+                                 "--worker", str(i), "--workers", "2"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    outs = [w.communicate(timeout=600) for w in workers]
+    for w, (_, err) in zip(workers, outs):
+        assert w.returncode == 0, err[-3000:]
+    assert read_json(run_dir / "stopping.json")["stopped_after"] == 1
+    assert not (run_dir / "iter_2").exists()
+    assert "stopped after iteration 1" in outs[1][0]
