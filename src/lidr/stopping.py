@@ -111,7 +111,7 @@ def decide(run_dir: Path, cfg: RunConfig, t: int) -> dict[str, Any]:
 
 def _best(cfg: RunConfig, scores: list[float], sign: int) -> dict[str, Any]:
     """The best model so far on the rule's score; the earlier one on a tie."""
-    k = max(range(len(scores)), key=lambda s: (sign * scores[s], -s))
+    k = max(range(len(scores)), key=lambda s: (round(sign * scores[s], 9), -s))  # float noise is a tie
     return {"iteration": k, "model": cfg.model if k == 0 else f"iter_{k}/model", "score": round(scores[k], 4),
             "why": "best on the stopping task among the models evaluated"}
 
