@@ -1,4 +1,4 @@
-"""`lidr demo`, shrunk: the bundled model, bundled prompts, evaluation and report."""
+"""`lidr demo`, shrunk: the bundled model, the bundled arithmetic family, evaluation and report."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_demo_runs_end_to_end_with_report(tmp_path, smollm2_dir):
     responses = read_json(out / "iter_1" / "responses" / "_done.json")
     assert responses["n"] == 8  # 2 prompts x en, es, fr, de
     for t in (0, 1):
-        mgsm = read_json(out / f"iter_{t}" / "eval" / "mgsm.json")
+        mgsm = read_json(out / f"iter_{t}" / "eval" / "arith_test.json")
         assert set(mgsm["languages"]) == {"en", "es", "fr", "de"}
         assert all(m["n"] == 2 for m in mgsm["languages"].values())
     report = (out / "report.md").read_text(encoding="utf-8")
