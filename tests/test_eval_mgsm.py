@@ -9,7 +9,6 @@ import pytest
 
 from lidr.config import ConfigError
 from lidr.data.prompts import DataError, resolve_path
-from lidr.evaluate.answers import answers_match
 from lidr.evaluate.mgsm import MATH_TEMPLATES, evaluate_mgsm, load_math_items, render, resolve_template
 from lidr.store import read_json
 
@@ -106,8 +105,9 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
         assert set(row) == {"id", "language", "question", "gold", "response", "extracted", "correct",
                             "detected_language", "off_target", "finish_reason"}
         assert row["off_target"] == (row["detected_language"] != row["language"])
-        assert row["correct"] == answers_match(row["extracted"], row["gold"])
         assert row["finish_reason"] in ("stop", "length")
+    # The gold answers of MGSM's first three problems, read off the data set by hand.
+    assert [r["gold"] for r in rows] == ["18", "3", "70000"] * 3
     assert sum(len(r["response"]) > 20 for r in rows) >= 7  # a real model writes worked answers
 
     for lang in langs:
@@ -118,3 +118,17 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
         assert stats["correct"] == sum(r["correct"] for r in mine)
         assert stats["accuracy"] == pytest.approx(stats["correct"] / 3)
         assert stats["off_target"] == pytest.approx(sum(r["detected_language"] != lang for r in mine) / 3)
+
+
+def test_mgsm_scores_known_outcomes(engine, tmp_path):
+    """Items whose outcome is known without lidr's scoring: SmolLM2 answers "2 + 2" with 4,
+    so the item whose gold is 4 is correct and the one whose gold is 5 is not; the answers
+    to English questions are English (not off-target)."""
+    path = _write_jsonl(tmp_path / "en.jsonl", [{"id": "right", "question": "What is 2 + 2?", "answer": 4},
+                                                {"id": "wrong", "question": "What is 2 + 2?", "answer": 5}])
+    result = evaluate_mgsm(engine, {"en": path}, tmp_path, model_name="smollm2", max_new_tokens=64)
+    rows = {r["id"]: r for r in map(json.loads, (tmp_path / "mgsm_generations.jsonl").read_text().splitlines())}
+    assert "4" in rows["right"]["response"]
+    assert rows["right"]["correct"] is True and rows["wrong"]["correct"] is False
+    stats = result["languages"]["en"]
+    assert (stats["n"], stats["correct"], stats["accuracy"], stats["off_target"]) == (2, 1, 0.5, 0.0)

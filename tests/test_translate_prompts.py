@@ -6,11 +6,10 @@ import json
 
 from typer.testing import CliRunner
 
-from helpers import PROMPTS
+from helpers import PROMPTS, TRANSLATIONS
 from lidr.cli import app
 from lidr.config import PromptSource
 from lidr.data.prompts import load_aligned
-from lidr.stages.translate import PARSED
 from lidr.store import read_records
 
 runner = CliRunner()
@@ -32,22 +31,21 @@ def translate(tmp_path, model, n, languages, max_new_tokens):
     return result, out
 
 
-def test_translated_prompts_are_aligned_files_the_loop_reads(tmp_path, smollm2_dir):
-    result, out = translate(tmp_path, smollm2_dir, 3, "es,fr", 64)
+def test_translated_prompts_are_aligned_files_the_loop_reads(tmp_path, translating_model_dir):
+    # This model answers every translation request with a known phrase of the target language
+    # (helpers.TRANSLATIONS), so every translation succeeds and its text is known in advance.
+    result, out = translate(tmp_path, translating_model_dir, 3, "es,fr", 16)
     work = json.loads((out / "work" / "_done.json").read_text())
-    assert work["prompts"] == 3 and work["n"] == 6
-    kept = work["kept"]
-    assert f"{kept} of 3 prompts translated" in result.stdout
-    prompts = load_aligned(PromptSource(path=str(out / "{lang}.jsonl")), ["en", "es", "fr"], None) if kept else {}
+    assert work["prompts"] == 3 and work["n"] == 6 and work["kept"] == 3
+    assert "3 of 3 prompts translated" in result.stdout
     records = read_records(out / "work")
-    failed_ids = {r["prompt_id"] for r in records if r["status"] not in PARSED}
-    assert kept == 3 - len(failed_ids)  # a prompt failed in any language is left out of all
+    assert sorted(r["status"] for r in records) == ["ok"] * 6
+    prompts = load_aligned(PromptSource(path=str(out / "{lang}.jsonl")), ["en", "es", "fr"], None)
+    assert [(p.id, p.text) for p in prompts["en"]] == [(f"p{i}", PROMPTS[i][0]) for i in range(3)]
     for lang in ("es", "fr"):
-        assert len(prompts.get(lang, [])) == kept
-        assert sum(work["failed"][lang].values()) == sum(
-            1 for r in records if r["target_language"] == lang and r["status"] not in PARSED)
-        by_id = {r["prompt_id"]: r["translation"] for r in records if r["target_language"] == lang}
-        assert all(p.text == by_id[p.id] for p in prompts.get(lang, []))
+        # The model learned its phrases in ~100 steps: the first word is reliable, the rest nearly.
+        first_word = TRANSLATIONS[lang].split()[0]
+        assert [(p.id, p.text.split()[0]) for p in prompts[lang]] == [(f"p{i}", first_word) for i in range(3)]
 
 
 def test_failures_are_counted_and_dropped_from_every_language(tmp_path, tiny_model_dir):
