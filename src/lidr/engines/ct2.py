@@ -131,14 +131,31 @@ class CT2Engine:
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.model_dir = converted_model(model_path, cache or cache_dir() / "ct2", log)
-        self.generator = ct2.Generator(str(self.model_dir), device=device, compute_type=self.compute_type,
-                                       intra_threads=intra_threads or available_cores())
+        self.intra_threads = intra_threads or available_cores()
+        self.generator = self._load()
         try:
             eos = GenerationConfig.from_pretrained(model_path).eos_token_id
         except OSError:  # no generation_config.json: the tokenizer's EOS alone
             eos = None
         ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.stop_ids = sorted(i for i in ids if i is not None)
+
+    def _load(self) -> Any:
+        import ctranslate2
+
+        return ctranslate2.Generator(str(self.model_dir), device=self.device, compute_type=self.compute_type,
+                                     intra_threads=self.intra_threads)
+
+    def _reseed(self, seed: int) -> None:
+        """Sample a batch from `seed` whatever ran before it. CTranslate2 seeds each worker
+        thread's generator once, when the thread first samples, from the last global seed: so
+        the seed is set and the model reloaded into fresh threads (about a second, from the
+        page cache, against a minute or more of sampling per batch)."""
+        import ctranslate2
+
+        ctranslate2.set_random_seed(seed)
+        self.generator.unload_model()
+        self.generator = self._load()
 
     def generate(self, requests: list[ChatRequest], sampling: Sampling,
                  progress: ProgressFn | None = None) -> list[Completion]:
@@ -160,12 +177,10 @@ class CT2Engine:
 
     def _generate_batch(self, reqs: list[ChatRequest], prompt_ids: list[list[int]],
                         sampling: Sampling) -> list[Completion]:
-        import ctranslate2
-
         rows = [_Row(self.tokenizer, r, self.stop_ids) for r in reqs]
         greedy = sampling.temperature <= 0
         if not greedy:  # seeded from the batch's first id, like the hf engine: a resume regenerates it
-            ctranslate2.set_random_seed((sampling.seed + zlib.crc32(reqs[0].id.encode())) % 2**31)
+            self._reseed((sampling.seed + zlib.crc32(reqs[0].id.encode())) % 2**31)
         self.generator.generate_batch(
             [self.tokenizer.convert_ids_to_tokens(ids) for ids in prompt_ids],
             max_length=max(r.max_new_tokens for r in reqs),
