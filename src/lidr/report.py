@@ -359,15 +359,8 @@ def plot_metric(task: str, metric: str, per_iter: dict[int, dict[str, dict[str, 
                if _is_number(per_iter[t].get(lang, {}).get(metric))]
         if pts:
             ax.plot([t for t, _ in pts], [v for _, v in pts], marker="o", label=lang)
-    ax.set_xticks(iters, [f"M{t}" for t in iters])
-    ax.set_xlabel("model (iteration)")
-    ax.set_ylabel(metric + (" (%)" if any(p in metric for p in PERCENT_METRICS) else ""))
-    ax.set_title(f"{task}: {metric}")
-    ax.grid(alpha=0.3)
-    ax.legend(title="language", fontsize="small")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    rs.save_iteration_plot(fig, ax, iters, metric + (" (%)" if any(p in metric for p in PERCENT_METRICS) else ""),
+                           f"{task}: {metric}", path)
 
 
 def make_plots(res: RunResults, plot_dir: Path) -> tuple[dict[tuple[str, str], Path | None], str | None]:

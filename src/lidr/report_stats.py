@@ -241,10 +241,16 @@ def plot_gap(task: str, metric: str, found: dict[str, dict[int, tuple[float, flo
         err = [[x[0] - x[1] for x in g], [x[2] - x[0] for x in g]]
         ax.errorbar(ts, [x[0] for x in g], yerr=err, marker="o", capsize=3, label=lang)
     ax.axhline(0.0, color="grey", linewidth=0.8)
+    save_iteration_plot(fig, ax, iters, f"{metric}_xx − {metric}_{dominant}",
+                        f"{task}: {metric} gap to {dominant} (95 % interval)", path)
+
+
+def save_iteration_plot(fig: Any, ax: Any, iters: list[int], ylabel: str, title: str, path: Path) -> None:
+    """Label a per-language plot over models M0..Mt the one way the report draws them, and save it."""
     ax.set_xticks(iters, [f"M{t}" for t in iters])
     ax.set_xlabel("model (iteration)")
-    ax.set_ylabel(f"{metric}_xx − {metric}_{dominant}")
-    ax.set_title(f"{task}: {metric} gap to {dominant} (95 % interval)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(title="language", fontsize="small")
     fig.tight_layout()

@@ -70,3 +70,26 @@ def cut_at_stop(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, boo
         return text, False
     k, s = min(found)
     return text[: k + len(s)], True
+
+
+def in_sorted_batches(requests: list[ChatRequest], lengths: list[int], batch_size: int,
+                      run_batch: Callable[[list[int]], list[Completion]], progress: ProgressFn | None = None,
+                      sort: bool = True) -> list[Completion]:
+    """Run `requests` in batches of similar prompt length and cap, in the order given back.
+
+    `run_batch` gets the indices of one batch and returns their completions. Sorting by
+    (length, cap) makes a batch pad little and end together; ties keep their positions, so
+    the batches (and a resumed run's) are the same every time.
+    """
+    order = list(range(len(requests)))
+    if sort:
+        order.sort(key=lambda i: (lengths[i], requests[i].max_new_tokens, i))
+    out: list[Completion | None] = [None] * len(requests)
+    for start in range(0, len(order), batch_size):
+        idx = order[start: start + batch_size]
+        batch = run_batch(idx)
+        for i, c in zip(idx, batch):
+            out[i] = c
+        if progress:
+            progress(len(idx), sum(c.n_tokens for c in batch))
+    return out  # type: ignore[return-value]

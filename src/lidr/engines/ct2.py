@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lidr.chat import format_chat
-from lidr.engines.base import ChatRequest, Completion, EngineError, ProgressFn, Sampling, cut_at_stop
+from lidr.engines.base import ChatRequest, Completion, EngineError, ProgressFn, Sampling, cut_at_stop, \
+    in_sorted_batches
 
 # Files whose bytes define a model's converted form (weights, architecture, vocabulary).
 _HASHED = ("config.json", "tokenizer.json")
@@ -163,17 +164,10 @@ class CT2Engine:
             raise EngineError("the ct2 engine was closed")
         texts = [format_chat(self.tokenizer, r.messages, r.prefill) for r in requests]
         prompt_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        # Sort by (length, cap) so a batch shares both; ties by position for determinism.
-        order = sorted(range(len(requests)), key=lambda i: (len(prompt_ids[i]), requests[i].max_new_tokens, i))
-        out: list[Completion | None] = [None] * len(requests)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start: start + self.batch_size]
-            batch = self._generate_batch([requests[i] for i in idx], [prompt_ids[i] for i in idx], sampling)
-            for i, c in zip(idx, batch):
-                out[i] = c
-            if progress:
-                progress(len(idx), sum(c.n_tokens for c in batch))
-        return out  # type: ignore[return-value]
+        return in_sorted_batches(
+            requests, [len(ids) for ids in prompt_ids], self.batch_size,
+            lambda idx: self._generate_batch([requests[i] for i in idx], [prompt_ids[i] for i in idx], sampling),
+            progress)
 
     def _generate_batch(self, reqs: list[ChatRequest], prompt_ids: list[list[int]],
                         sampling: Sampling) -> list[Completion]:

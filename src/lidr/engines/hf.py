@@ -14,7 +14,7 @@ import zlib
 import torch
 
 from lidr.chat import format_chat
-from lidr.engines.base import ChatRequest, Completion, ProgressFn, Sampling
+from lidr.engines.base import ChatRequest, Completion, ProgressFn, Sampling, in_sorted_batches
 
 
 def pick_device(device: str = "auto") -> str:
@@ -67,19 +67,10 @@ class HFEngine:
     ) -> list[Completion]:
         texts = [format_chat(self.tokenizer, r.messages, r.prefill) for r in requests]
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        # Sort by (length, cap) so a batch shares both; ties broken by position for determinism.
-        order = sorted(range(len(requests)), key=lambda i: (lengths[i], requests[i].max_new_tokens, i))
-        if not self.sort_by_length:
-            order = list(range(len(requests)))
-        out: list[Completion | None] = [None] * len(requests)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            batch = self._generate_batch([requests[i] for i in idx], [texts[i] for i in idx], sampling)
-            for i, c in zip(idx, batch):
-                out[i] = c
-            if progress:
-                progress(len(idx), sum(c.n_tokens for c in batch))
-        return out  # type: ignore[return-value]
+        return in_sorted_batches(
+            requests, lengths, self.batch_size,
+            lambda idx: self._generate_batch([requests[i] for i in idx], [texts[i] for i in idx], sampling),
+            progress, sort=self.sort_by_length)
 
     @torch.inference_mode()
     def _generate_batch(self, reqs: list[ChatRequest], texts: list[str], sampling: Sampling) -> list[Completion]:
