@@ -138,7 +138,7 @@ def test_engine_without_vllm_names_the_extra(smollm2_dir):
 
 
 def test_unknown_engine_lists_vllm():
-    with pytest.raises(ValueError, match="hf, openai, vllm"):
+    with pytest.raises(ValueError, match="hf, ct2, openai, vllm"):
         make_engine("nope", "m")
 
 

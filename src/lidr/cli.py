@@ -140,11 +140,11 @@ def run(
 
 @app.command()
 def demo(
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="prompts per language per iteration (default 12)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="prompts per language per iteration (default 24)"),
     iterations: int = typer.Option(2, "--iterations", min=1, max=20),
     output: Path = typer.Option(Path("runs/demo"), "--output", "-o"),
 ) -> None:
-    """Two iterations on the bundled SmolLM2-135M-Instruct and bundled en/es/fr/de prompts."""
+    """Two iterations on the bundled SmolLM2-135M-Instruct and the bundled en/es/fr/de arithmetic problems."""
     try:
         cfg = demo_config(limit=limit, iterations=iterations)
     except USER_ERRORS as err:
