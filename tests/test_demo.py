@@ -11,7 +11,7 @@ from lidr.store import read_json
 def test_demo_runs_end_to_end_with_report(tmp_path, smollm2_dir):
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "lidr", "demo", "--limit", "2", "--iterations", "1",
-                             "--output", str(out)], capture_output=True, text=True, timeout=1200)
+                             "--output", str(out)], capture_output=True, text=True, timeout=2400)
     assert result.returncode == 0, result.stderr[-3000:]
     responses = read_json(out / "iter_1" / "responses" / "_done.json")
     assert responses["n"] == 8  # 2 prompts x en, es, fr, de
