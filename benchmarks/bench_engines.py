@@ -45,7 +45,7 @@ def workloads(model_dir: str, per_language: int) -> dict[str, list[ChatRequest]]
     template = resolve_template("mgsm")
     ev_reqs = [ChatRequest(f"{lang}-{it['id']}", [{"role": "user", "content": render(template, it["question"], lang)}],
                            max_new_tokens=192)
-               for lang in ("en", "es", "fr", "de") for it in load_math_items(HELDOUT / f"{lang}.jsonl")]
+               for lang in ("en", "es", "fr", "de") for it in load_math_items(HELDOUT / f"{lang}.jsonl")[:per_language]]
     return {"generation": gen_reqs, "translation": tr_reqs, "evaluation": ev_reqs}
 
 
