@@ -36,8 +36,11 @@ def refused(result, pid, worker=""):
 
 
 def test_second_run_is_refused_and_a_killed_run_frees_the_directory(tmp_path, tiny_model_dir):
-    prompts = write_prompt_set(tmp_path / "prompts", n=3)
-    cfg = write_config(tmp_path / "run.yaml", tiny_model_dir, prompts, iterations=1, generation={"shard_size": 1})
+    prompts = write_prompt_set(tmp_path / "prompts")
+    # Long enough (the hf engine, one request per shard, long answers) that the first run is
+    # still generating when the second one starts, on a fast machine too.
+    cfg = write_config(tmp_path / "run.yaml", tiny_model_dir, prompts, iterations=1,
+                       generation={"engine": "hf", "shard_size": 1, "max_new_tokens": 200})
     run_dir = tmp_path / "run"
     first = start(str(cfg), "--output", str(run_dir))
     try:
