@@ -20,10 +20,8 @@ def engine_from_config(gen: GenerationConfig, model_path: str, *, batch_size: in
     """An engine running `model_path` as `gen` says; `batch_size` overrides gen.batch_size (hf, ct2)."""
     kind = resolve_engine(gen.engine)
     if kind == "ct2":
-        from lidr.engines.ct2 import CT2Engine
-
-        return CT2Engine(model_path, compute_type=gen.ct2.compute_type, device=gen.device,
-                         batch_size=batch_size or gen.batch_size, intra_threads=gen.ct2.intra_threads, log=log)
+        return make_engine("ct2", model_path, device=gen.device, batch_size=batch_size or gen.batch_size,
+                           log=log, **gen.ct2.model_dump())
     if kind == "hf":
         return make_engine("hf", model_path, dtype=gen.dtype, device=gen.device,
                            batch_size=batch_size or gen.batch_size, evict_every=gen.evict_every)
