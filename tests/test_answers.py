@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lidr.evaluate.answers import (
+from lidr.text.answers import (
     ANSWER_PHRASES,
     answers_match,
     extract_answer,

@@ -14,7 +14,7 @@ import yaml
 from lidr.config import PromptSource
 from lidr.data.arith import ArithError, available_languages, generate, load_language, load_spec
 from lidr.data.prompts import load_aligned
-from lidr.evaluate.langid import detect_language
+from lidr.text.langid import detect_language
 from lidr.evaluate.mgsm import load_math_items
 
 ARITH = Path(__file__).resolve().parents[1] / "src" / "lidr" / "data" / "arith"

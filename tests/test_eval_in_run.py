@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from helpers import write_config, write_prompt_set
 
 from lidr.config import load_config

@@ -1,6 +1,6 @@
 """The pairing rule of the method, on hand-made records."""
 
-from lidr.stages.filters import is_translation_request
+from lidr.text.quality import is_translation_request
 from lidr.stages.pairs import build_pairs, translation_task_ids
 
 

@@ -14,7 +14,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lidr.languages import get_language
-from lidr.stages.filters import GatesConfig
 
 BUNDLED_MODEL = "bundled:smollm2-135m-instruct"
 
@@ -186,9 +185,37 @@ class TranslationConfig(_Section):
     accept_unclosed: bool = True
 
 
+class GatesConfig(_Section):
+    """The `pairs.gates:` section: the quality gates between translation and training
+    (lidr/stages/gates.py says what each gate drops and how its threshold was measured)."""
+
+    enabled: bool = True
+    language_id: bool = True
+    native_wrong_language: Literal["keep", "drop"] = "keep"
+    min_langid_chars: int = Field(default=30, ge=0, le=10_000)  # letters, not characters
+    degenerate: bool = True
+    repeat_ngram_n: int = Field(default=4, ge=1, le=32)
+    max_repeat_ngram_share: float = Field(default=0.3, gt=0.0, le=1.0)
+    max_looped_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_repeated_lines: int = Field(default=8, ge=0, le=10_000)
+    drop_cut_off: bool = True
+    length_ratio: tuple[float, float] | None = (0.33, 3.0)
+    answer_consistency: bool = True
+    dedupe: bool = True
+    translation_requests: bool = True
+
+    @model_validator(mode="after")
+    def _ratio_band(self) -> GatesConfig:
+        if self.length_ratio is not None:
+            lo, hi = self.length_ratio
+            if not 0.0 < lo < hi:
+                raise ValueError(f"length_ratio must be [low, high] with 0 < low < high (got {[lo, hi]})")
+        return self
+
+
 class PairsConfig(_Section):
     dominant_pairs: bool = True
-    # Quality gates between translation and training (stages/filters.py).
+    # Quality gates between translation and training (stages/gates.py).
     gates: GatesConfig = Field(default_factory=GatesConfig)
     # Prompts that are themselves translation requests: "copy" pairs the untranslated answers
     # (the answer's language is set by the request, not by the prompt's language), "skip" drops them.

@@ -36,9 +36,10 @@ from lidr.engines.configured import check_engine, engine_from_config, resolve_en
 from lidr.evaluate.runner import check_task, evaluate_in_run
 from lidr.models import model_ok, resolve_model
 from lidr.stages import generate, pairs, train, translate
-from lidr.stages.filters import apply_gates
-from lidr.store import DONE, RunDirError, Worker, is_done, read_json, read_records as read_stage, run_sharded, \
-    wait_until, write_json_atomic, write_parquet_atomic, write_text_atomic
+from lidr.stages.gates import apply_gates
+from lidr.shards import run_sharded, wait_until
+from lidr.store import DONE, RunDirError, Worker, is_done, read_records as read_stage, \
+    write_json_atomic, write_parquet_atomic, write_text_atomic
 from lidr.store import check_redone, clean_stale_tmp, finished, load_json, previous_done, run_lock
 
 STAGES = ("responses", "translations", "pairs", "train")

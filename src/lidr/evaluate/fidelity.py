@@ -19,7 +19,7 @@ from lidr.config import ConfigError
 from lidr.data.prompts import DataError, read_records
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
 from lidr.evaluate.base import text_of, write_result
-from lidr.evaluate.langid import detect_language
+from lidr.text.langid import detect_language
 from lidr.evaluate.stats import wilson_interval
 from lidr.store import write_text_atomic
 

@@ -23,9 +23,9 @@ from typing import Any
 from lidr.config import PAPER_MATH_TEMPLATE, ConfigError
 from lidr.data.prompts import DataError, read_records
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
-from lidr.evaluate.answers import answers_match, extract_answer
+from lidr.text.answers import answers_match, extract_answer
 from lidr.evaluate.base import text_of, write_result
-from lidr.evaluate.langid import detect_language
+from lidr.text.langid import detect_language
 from lidr.evaluate.stats import wilson_interval
 from lidr.languages import get_language
 from lidr.store import write_text_atomic

@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from lidr.stages.filters import is_translation_request
+from lidr.text.quality import is_translation_request
 
 
 def translation_task_ids(responses: list[dict[str, Any]], listed: set[str], detect: bool) -> set[str]:

@@ -17,7 +17,8 @@ from typing import Any, Callable
 from lidr.data.prompts import Prompt
 from lidr.engines.base import ChatRequest, Engine, Sampling
 from lidr.stages.translate import CLOSE, PARSED, PREFILL, translation_message, translation_record
-from lidr.store import DONE, read_records, run_sharded, write_json_atomic, write_text_atomic
+from lidr.shards import run_sharded
+from lidr.store import DONE, read_records, write_json_atomic, write_text_atomic
 
 
 def prompt_translation_requests(prompts: list[Prompt], languages: list[str], max_new_tokens: int) -> list[ChatRequest]:

@@ -7,11 +7,11 @@ import copy
 import pytest
 from pydantic import ValidationError
 
-from lidr.stages import filters
-from lidr.stages.filters import (
+from lidr.config import GatesConfig
+from lidr.stages import gates
+from lidr.stages.gates import (
     GATE_ORDER,
     GateContext,
-    GatesConfig,
     apply_gates,
     first_failed_gate,
     gate_answer_consistency,
@@ -21,10 +21,12 @@ from lidr.stages.filters import (
     gate_length_ratio,
     gate_native_wrong_language,
     gate_translation_request,
+)
+from lidr.text.quality import (
     has_char_run,
     is_translation_request,
-    looped_share,
     length_ratio,
+    looped_share,
     repeat_share,
     repeated_lines,
 )
@@ -415,13 +417,13 @@ def test_disabled_gates_keep_everything():
 
 
 def test_language_id_runs_once_per_text(monkeypatch):
-    real, calls = filters.detect_language, []
+    real, calls = gates.detect_language, []
 
     def counting(text):
         calls.append(text)
         return real(text)
 
-    monkeypatch.setattr(filters, "detect_language", counting)
+    monkeypatch.setattr(gates, "detect_language", counting)
     pairs = [xx_pair("es", TEXT["es"], pid=f"p{i}", prompt=f"Explica la fotosíntesis {i}.") for i in range(5)]
     kept, _ = apply_gates(pairs, GatesConfig(native_wrong_language="drop"), math=False)
     assert len(kept) == 5
