@@ -9,7 +9,8 @@ from helpers import write_config, write_prompt_set
 
 from lidr.config import load_config
 from lidr.evaluate.runner import lm_eval_device
-from lidr.pipeline import Pipeline, run_summary
+from lidr.pipeline import Pipeline
+from lidr.summary import run_summary
 
 REFERENCE = "gpt-4-turbo-2024-04-09"
 

@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+from lidr import rundir
 from lidr.config import BUNDLED_MODEL, RunConfig
 from lidr.evaluate.stats import Z95, wilson_interval
 from lidr.languages import get_language
@@ -175,12 +176,15 @@ def _of_iterations(cfg: RunConfig) -> str:
     return f"at most {cfg.max_iterations} (iterations: auto)" if cfg.iterations == "auto" else str(cfg.iterations)
 
 
+def _done_record(run_dir: Path, t: int, stage: str) -> dict[str, Any]:
+    path = rundir.stage_dir(run_dir, t, stage) / DONE
+    return read_json(path) if path.is_file() else {}
+
+
 def model_card(run_dir: Path, cfg: RunConfig, t: int, base_dir: Path | None = None):
     from huggingface_hub import ModelCard, ModelCardData
 
-    it = run_dir / f"iter_{t}"
-    train = read_json(it / "train" / DONE) if (it / "train" / DONE).is_file() else {}
-    pairs_done = read_json(it / "pairs" / DONE) if (it / "pairs" / DONE).is_file() else {}
+    train, pairs_done = (_done_record(run_dir, t, stage) for stage in ("train", "pairs"))
     data = ModelCardData(
         base_model=base_model_id(cfg.model), language=cfg.all_languages, license=base_license(cfg.model, base_dir),
         library_name="transformers", pipeline_tag="text-generation", tags=TAGS,
@@ -198,7 +202,7 @@ def model_card(run_dir: Path, cfg: RunConfig, t: int, base_dir: Path | None = No
         lines += ["## Preference pairs per language", "",
                   *_table(["language", "kept", "dropped", "dropped by reason"], _pair_count_rows(pairs_done)),
                   "", f"The pairs are in `iter_{t}/pairs/` of the run directory, with their own dataset card.", ""]
-    rows = eval_rows(it / "eval")
+    rows = eval_rows(rundir.eval_dir(run_dir, t))
     lines += ["## Evaluation", ""]
     if rows:
         lines += [*_table(["task", "metric", "language", "value", "95 % interval", "n"], rows), "",
@@ -215,7 +219,7 @@ def pairs_card(run_dir: Path, cfg: RunConfig, t: int):
     import pyarrow.parquet as pq
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    pdir = run_dir / f"iter_{t}" / "pairs"
+    pdir = rundir.stage_dir(run_dir, t, "pairs")
     done = read_json(pdir / DONE)
     parquet = pdir / "pairs.parquet"
     columns = pq.read_schema(parquet).names if parquet.is_file() else []
@@ -243,8 +247,8 @@ def write_iteration_cards(run_dir: Path, cfg: RunConfig, t: int, base_dir: Path 
     """(Re)write the cards of iteration t that its artifacts allow; never raises."""
     run_dir = Path(run_dir)
     written = []
-    targets = [(run_dir / f"iter_{t}" / "pairs", lambda: pairs_card(run_dir, cfg, t), DONE),
-               (run_dir / f"iter_{t}" / "model", lambda: model_card(run_dir, cfg, t, base_dir), "config.json")]
+    targets = [(rundir.stage_dir(run_dir, t, "pairs"), lambda: pairs_card(run_dir, cfg, t), DONE),
+               (rundir.model_dir(run_dir, t), lambda: model_card(run_dir, cfg, t, base_dir), "config.json")]
     for folder, build, marker in targets:
         if not (folder / marker).is_file():
             continue

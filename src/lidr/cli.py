@@ -18,6 +18,7 @@ from lidr.data.prompts import DataError
 from lidr.engines.base import EngineError
 from lidr.languages import UnknownLanguageError
 from lidr.models import ModelError
+from lidr import rundir
 from lidr.store import RunDirError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -261,7 +262,7 @@ def report(
     from lidr.report_compare import build_comparison
 
     for run_dir in run_dirs:
-        if not (run_dir / "config.yaml").is_file():
+        if not rundir.config_path(run_dir).is_file():
             _fail(RunDirError(f"{run_dir} is not a lidr run directory (no config.yaml)"))
     if output is None and len(run_dirs) > 1:
         _fail(RunDirError(f"{len(run_dirs)} runs to compare: give --output DIR for the comparison"))
@@ -275,10 +276,10 @@ def report(
 @app.command()
 def status(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
     """Print what a run has finished so far."""
-    from lidr.pipeline import run_summary
+    from lidr.summary import run_summary
     from lidr.summary import print_summary
 
-    if not (run_dir / "config.yaml").is_file():
+    if not rundir.config_path(run_dir).is_file():
         _fail(RunDirError(f"{run_dir} is not a lidr run directory (no config.yaml)"))
     try:
         summary = run_summary(run_dir)

@@ -1,15 +1,13 @@
-"""The iteration loop: which stage runs next, resume, and the run directory's layout.
+"""The iteration loop: which stage runs next, and resume.
 
-    run_dir/config.yaml                 the resolved config (a re-run must match it)
-    run_dir/iter_<t>/responses/         shards + _done.json   (stage 1)
-    run_dir/iter_<t>/translations/      shards + _done.json   (stage 2)
-    run_dir/iter_<t>/pairs/             pairs.parquet + _done.json (stage 3)
-    run_dir/iter_<t>/train/_done.json   training summary      (stage 4)
-    run_dir/iter_<t>/model/             M(t), a plain model directory
+    setup    `prepare`: every input the run reads is checked before anything is written
+    loop     evaluate M0; per iteration t: generate -> translate -> pairs -> train -> evaluate M(t)
+    finish   the report, and the summary of what each stage wrote
 
-A stage whose `_done.json` exists is skipped; a generation or translation stage that
-was killed continues from its last written shard. Everything a run needs from the
-user (config, model path, prompt files) is checked before anything is written.
+The run directory's layout is named in `lidr.rundir`. Every stage follows one protocol: a
+stage whose `_done.json` exists (and whose files agree with it) is skipped; a generation or
+translation stage that was killed continues from its last written shard; a stage that
+finishes writes its `_done.json` last.
 
 Data parallel: N workers (`Worker(i, N)`) run the same config on one run directory. Each
 generates and translates its own shards; worker 0 alone builds pairs, trains and
@@ -19,44 +17,41 @@ evaluates, while the others wait for the next model and then shard the next iter
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from lidr import cards, stopping, tracking
-from lidr.config import RunConfig, diff_configs, to_yaml
+from lidr import cards, rundir, stopping, tracking
+from lidr.config import RunConfig, to_yaml
 from lidr.data.prompts import Prompt, load_aligned, read_records, resolve_path
 from lidr.engines import Sampling
 from lidr.engines.configured import check_engine, engine_from_config, resolve_engine
 from lidr.evaluate.runner import check_task, evaluate_in_run
 from lidr.models import model_ok, resolve_model
+from lidr.progress import stage_progress
+from lidr.shards import run_sharded, wait_until
 from lidr.stages import generate, pairs, train, translate
 from lidr.stages.gates import apply_gates
-from lidr.shards import run_sharded, wait_until
-from lidr.store import DONE, RunDirError, Worker, is_done, read_records as read_stage, \
-    write_json_atomic, write_parquet_atomic, write_text_atomic
-from lidr.store import check_redone, clean_stale_tmp, finished, load_json, previous_done, run_lock
-
-STAGES = ("responses", "translations", "pairs", "train")
+from lidr.store import DONE, Worker, check_redone, clean_stale_tmp, finished, is_done, load_json, \
+    previous_done, read_records as read_stage, run_lock, write_json_atomic, write_parquet_atomic, \
+    write_text_atomic
+from lidr.summary import run_summary
 
 
 @dataclass
 class IterationPlan:
     t: int
     prompts: dict[str, list[Prompt]]
-    dir: Path
+    run_dir: Path
 
     def stage_dir(self, stage: str) -> Path:
-        return self.dir / stage
+        return rundir.stage_dir(self.run_dir, self.t, stage)
 
     @property
     def model_dir(self) -> Path:
-        return self.dir / "model"
+        return rundir.model_dir(self.run_dir, self.t)
 
 
 class Pipeline:
@@ -86,78 +81,16 @@ class Pipeline:
         tracking.check(cfg.training.report_to)
         for t in range(1, cfg.last_iteration + 1):
             prompts = load_aligned(cfg.prompts_for(t), cfg.all_languages, self.base_dir, cfg.limit)
-            self.plans.append(IterationPlan(t, prompts, self.run_dir / f"iter_{t}"))
+            self.plans.append(IterationPlan(t, prompts, self.run_dir))
         for task in cfg.evaluation.tasks:
             check_task(task, cfg.all_languages, self.base_dir, cfg.generation)
         if cfg.pairs.translation_task_ids:
             path = resolve_path(cfg.pairs.translation_task_ids, self.base_dir)
             self.task_ids = {str(rec["id"]) for _, rec in read_records(path) if "id" in rec}
-        self._check_run_dir()
-
-    def _check_run_dir(self) -> None:
-        saved = self.run_dir / "config.yaml"
-        if not saved.is_file():
-            # Hidden names are other workers' files being written (config.yaml first of all).
-            if self.run_dir.exists() and any(not p.name.startswith(".") for p in self.run_dir.iterdir()):
-                raise RunDirError(f"{self.run_dir} is not empty and holds no lidr run (no config.yaml)")
-            return
-        old = self._saved_config(saved)
-        if old is None:
-            return
-        new = self.cfg.model_dump(mode="json")
-        differ = diff_configs(old, new)
-        if differ:
-            raise RunDirError(
-                f"{self.run_dir} holds a run with a different config; keys that differ: {', '.join(differ)} "
-                "(use another --output, or the same config to resume)"
-            )
-
-    def _saved_config(self, saved: Path) -> dict[str, Any] | None:
-        """The saved config as a mapping; None when it is a cut copy of this very config.
-
-        config.yaml is always written as `to_yaml(cfg)`, so a file cut short (full disk, a
-        copy interrupted) that is a prefix of this config's text can only come from this
-        config: the run resumes and rewrites it. Anything else that does not parse is
-        refused, since the settings that built the run's files can no longer be checked.
-        """
-        raw = saved.read_bytes()
-        if raw and to_yaml(self.cfg).encode().startswith(raw) and len(raw) < len(to_yaml(self.cfg).encode()):
-            self.console.log(f"[yellow]warning:[/yellow] {saved} is cut short; this config matches what is "
-                             "left of it and rewrites it")
-            return None
-        try:
-            old = yaml.safe_load(raw.decode("utf-8"))
-        except (UnicodeDecodeError, yaml.YAMLError) as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise RunDirError(f"{saved} is damaged (not valid YAML{where}); restore it, or use another --output "
-                              "to start a new run") from None
-        if not isinstance(old, dict):
-            what = "empty" if old is None else f"a YAML {type(old).__name__}, not a mapping"
-            raise RunDirError(f"{saved} is damaged ({what}); restore it, or use another --output to start a new run")
-        return old
+        rundir.check_saved_config(self.run_dir, cfg, self.console.log)
 
     def describe(self) -> list[str]:
-        """The plan, for --dry-run: stages, prompt counts per language, output paths."""
-        cfg = self.cfg
-        lines = [f"run directory: {self.run_dir}", f"model: {cfg.model}",
-                 f"languages: {cfg.dominant_language} (dominant), {', '.join(cfg.languages)}"]
-        if cfg.iterations == "auto":
-            s = cfg.stopping
-            lines.append(f"iterations: auto, at most {cfg.max_iterations}; stops when the gain in {s.task} "
-                         f"{s.metric} (mean of {', '.join(stopping.rule(cfg)['languages'])}) is below {s.min_gain:g}")
-        for p in self.plans:
-            counts = ", ".join(f"{lang} {len(v)}" for lang, v in p.prompts.items())
-            n = len(p.prompts[cfg.dominant_language])
-            n_x = len(cfg.languages)
-            lines.append(f"iteration {p.t}: prompts {counts}")
-            lines.append(f"  1 generate   {n * (n_x + 1)} responses      -> {p.stage_dir('responses')}")
-            lines.append(f"  2 translate  up to {2 * n * n_x} translations -> {p.stage_dir('translations')}")
-            lines.append(f"  3 pairs      up to {n * n_x * (2 if cfg.pairs.dominant_pairs else 1)} pairs -> "
-                         f"{p.stage_dir('pairs')}")
-            lines.append(f"  4 train      DPO+NLL beta={cfg.training.beta} alpha={cfg.training.alpha} "
-                         f"lr={cfg.training.learning_rate} -> {p.model_dir}")
-        return lines
+        return describe_plan(self.cfg, self.run_dir, self.plans)
 
     # ---- the loop ---------------------------------------------------------------------
 
@@ -171,7 +104,7 @@ class Pipeline:
             return self._run_locked()
 
     def _run_locked(self) -> dict[str, Any]:
-        write_text_atomic(self.run_dir / "config.yaml", to_yaml(self.cfg))
+        write_text_atomic(rundir.config_path(self.run_dir), to_yaml(self.cfg))
         model_in = resolve_model(self.cfg.model, self.base_dir)
         self._evaluate(0, model_in)
         for plan in self.plans:
@@ -190,7 +123,7 @@ class Pipeline:
 
     def _evaluate(self, t: int, model_dir: str) -> None:
         """Evaluate M(t) on every configured task not yet done; results in iter_<t>/eval/."""
-        out = self.run_dir / f"iter_{t}" / "eval"
+        out = rundir.eval_dir(self.run_dir, t)
         if not self.worker.is_main:
             return
         for task in self.cfg.evaluation.tasks:  # in order: M0's outputs exist before any baseline reads them
@@ -198,7 +131,7 @@ class Pipeline:
                 continue
             self.console.log(f"evaluating M{t} on {task.name}")
             t0 = time.perf_counter()
-            result = evaluate_in_run(task, t, model_dir, out, self.run_dir / "iter_0" / "eval",
+            result = evaluate_in_run(task, t, model_dir, out, rundir.eval_dir(self.run_dir, 0),
                                      self.cfg.all_languages, self.base_dir, self.cfg.generation)
             if result is None:  # M0 is this head-to-head's baseline: its outputs are written
                 continue
@@ -250,51 +183,35 @@ class Pipeline:
         self._train(plan, model_in)
 
     def _generate(self, plan: IterationPlan, engine_factory: Callable) -> None:
-        cfg, out = self.cfg, plan.stage_dir("responses")
-        if finished(out, self.console.log):
-            return
-        old = previous_done(out)
-        g = cfg.generation
-        requests = generate.generation_requests(plan.prompts, g.max_new_tokens, g.task_template)
-        sampling = Sampling(g.temperature, g.top_p, g.repetition_penalty, cfg.seed + plan.t)
-        with self._progress(f"iter {plan.t} generate", len(requests)) as (on_progress, on_shard):
-            summary = run_sharded(out, requests, engine_factory, sampling, g.shard_size,
-                                  generate.response_record, on_progress, on_shard, self.worker, self.console.log)
-        summary["languages"] = generate.response_stats(read_stage(out))
-        summary["engine"] = resolve_engine(g.engine)
-        check_redone(out, old, summary)
-        write_json_atomic(out / DONE, summary)
+        cfg, g = self.cfg, self.cfg.generation
+        self._sharded_stage(
+            plan.stage_dir("responses"), f"iter {plan.t} generate",
+            lambda: generate.generation_requests(plan.prompts, g.max_new_tokens, g.task_template),
+            engine_factory, Sampling(g.temperature, g.top_p, g.repetition_penalty, cfg.seed + plan.t),
+            generate.response_record, lambda rows: {"languages": generate.response_stats(rows)})
 
     def _task_ids(self, responses: list[dict[str, Any]]) -> set[str]:
         p = self.cfg.pairs
         return pairs.translation_task_ids(responses, self.task_ids, p.detect_translation_tasks)
 
     def _translate(self, plan: IterationPlan, engine_factory: Callable) -> None:
-        cfg, out = self.cfg, plan.stage_dir("translations")
-        if finished(out, self.console.log):
-            return
-        old = previous_done(out)
-        tc = cfg.translation
-        responses = read_stage(plan.stage_dir("responses"))
-        requests = translate.translation_requests(
-            responses, cfg.dominant_language, cfg.languages, self._task_ids(responses),
-            tc.length_factor, tc.max_new_tokens)
-        sampling = Sampling(tc.temperature, tc.top_p, tc.repetition_penalty, cfg.seed + plan.t)
-        with self._progress(f"iter {plan.t} translate", len(requests)) as (on_progress, on_shard):
-            summary = run_sharded(out, requests, engine_factory, sampling, cfg.generation.shard_size,
-                                  lambda r, c: translate.translation_record(r, c, tc.accept_unclosed),
-                                  on_progress, on_shard, self.worker, self.console.log)
-        summary["directions"] = translate.translation_stats(read_stage(out))
-        summary["engine"] = resolve_engine(cfg.generation.engine)
-        check_redone(out, old, summary)
-        write_json_atomic(out / DONE, summary)
+        cfg, tc = self.cfg, self.cfg.translation
+
+        def requests() -> list:
+            responses = read_stage(plan.stage_dir("responses"))
+            return translate.translation_requests(responses, cfg.dominant_language, cfg.languages,
+                                                  self._task_ids(responses), tc.length_factor, tc.max_new_tokens)
+
+        self._sharded_stage(
+            plan.stage_dir("translations"), f"iter {plan.t} translate", requests, engine_factory,
+            Sampling(tc.temperature, tc.top_p, tc.repetition_penalty, cfg.seed + plan.t),
+            lambda r, c: translate.translation_record(r, c, tc.accept_unclosed),
+            lambda rows: {"directions": translate.translation_stats(rows)})
 
     def _pairs(self, plan: IterationPlan) -> None:
         cfg, out = self.cfg, plan.stage_dir("pairs")
-        if (finished(out, self.console.log) if self.worker.is_main else is_done(out)):
+        if self._nothing_to_do(out, f"pairs of iteration {plan.t}"):
             return
-        if not self.worker.is_main:
-            return wait_until(lambda: is_done(out), lambda: f"worker 0: pairs of iteration {plan.t}", self.console.log)
         t0 = time.perf_counter()
         responses = read_stage(plan.stage_dir("responses"))
         translations = read_stage(plan.stage_dir("translations"))
@@ -310,7 +227,7 @@ class Pipeline:
         for r in rows:
             r["iteration"] = plan.t
         if rows:
-            write_parquet_atomic(out / "pairs.parquet", rows)
+            write_parquet_atomic(out / rundir.PAIRS_FILE, rows)
         summary = {"n": len(rows), "languages": stats, "gates_enabled": gates.enabled,
                    "seconds": round(time.perf_counter() - t0, 3)}
         write_json_atomic(out / DONE, summary)
@@ -319,14 +236,10 @@ class Pipeline:
 
     def _train(self, plan: IterationPlan, model_in: str) -> None:
         out = plan.stage_dir("train")
-        if self.worker.is_main and finished(out, self.console.log) and model_ok(plan.model_dir, self.console.log):
+        if self._nothing_to_do(out, f"training of M{plan.t}", check=lambda: model_ok(plan.model_dir, self.console.log),
+                               ready=lambda: (plan.model_dir / "config.json").is_file()):
             return
-        if not self.worker.is_main and is_done(out) and (plan.model_dir / "config.json").is_file():
-            return
-        if not self.worker.is_main:
-            return wait_until(lambda: is_done(out) and (plan.model_dir / "config.json").is_file(),
-                              lambda: f"worker 0: training of M{plan.t}", self.console.log)
-        pairs_file = plan.stage_dir("pairs") / "pairs.parquet"
+        pairs_file = plan.stage_dir("pairs") / rundir.PAIRS_FILE
         if not pairs_file.is_file():
             self.console.log(f"iteration {plan.t}: no pairs, the next model is the current one")
             train.copy_model(model_in, plan.model_dir)
@@ -348,24 +261,54 @@ class Pipeline:
         write_json_atomic(out / DONE, summary)
         self.console.log(f"iteration {plan.t}: model saved to {plan.model_dir}")
 
-    @contextmanager
-    def _progress(self, desc: str, total: int):
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-        with Progress(*columns, console=self.console, transient=False) as bar:
-            task = bar.add_task(desc, total=total, rate="")
-            t0, tokens = time.perf_counter(), 0
+    # ---- the stage protocol --------------------------------------------------------------
 
-            def on_progress(n: int, new_tokens: int) -> None:
-                nonlocal tokens
-                tokens += new_tokens
-                rate = tokens / max(time.perf_counter() - t0, 1e-9)
-                bar.update(task, advance=n, rate=f"{rate:.0f} tok/s" if tokens else "")
+    def _nothing_to_do(self, out: Path, what: str, check: Callable[[], bool] = lambda: True,
+                       ready: Callable[[], bool] = lambda: True) -> bool:
+        """For a stage worker 0 runs alone: True when this process has nothing to do, because
+        the stage is finished (worker 0 checks its files, then `check`) or, on another worker,
+        once worker 0 has finished it (`_done.json` written and `ready`)."""
+        if self.worker.is_main:
+            return finished(out, self.console.log) and check()
+        wait_until(lambda: is_done(out) and ready(), lambda: f"worker 0: {what}", self.console.log)
+        return True
 
-            def on_shard(k: int, n: int, toks: int, seconds: float) -> None:
-                self.console.log(f"{desc}: shard {k + 1}/{n} written ({toks} tokens, {seconds:.1f} s)")
+    def _sharded_stage(self, out: Path, desc: str, requests: Callable[[], list], engine_factory: Callable,
+                       sampling: Sampling, to_record: Callable, stats: Callable[[list[dict]], dict]) -> None:
+        """A stage every worker shares: its own shards, then (all shards written) `_done.json`."""
+        if finished(out, self.console.log):
+            return
+        old = previous_done(out)
+        todo = requests()
+        with stage_progress(self.console, desc, len(todo)) as (on_progress, on_shard):
+            summary = run_sharded(out, todo, engine_factory, sampling, self.cfg.generation.shard_size, to_record,
+                                  on_progress, on_shard, self.worker, self.console.log)
+        summary.update(stats(read_stage(out)))
+        summary["engine"] = resolve_engine(self.cfg.generation.engine)
+        check_redone(out, old, summary)  # a stage redone after damage must give the same rows
+        write_json_atomic(out / DONE, summary)
 
-            yield on_progress, on_shard
+
+def describe_plan(cfg: RunConfig, run_dir: Path, plans: list[IterationPlan]) -> list[str]:
+    """The plan, for --dry-run: stages, prompt counts per language, output paths."""
+    lines = [f"run directory: {run_dir}", f"model: {cfg.model}",
+             f"languages: {cfg.dominant_language} (dominant), {', '.join(cfg.languages)}"]
+    if cfg.iterations == "auto":
+        s = cfg.stopping
+        lines.append(f"iterations: auto, at most {cfg.max_iterations}; stops when the gain in {s.task} "
+                     f"{s.metric} (mean of {', '.join(stopping.rule(cfg)['languages'])}) is below {s.min_gain:g}")
+    for p in plans:
+        counts = ", ".join(f"{lang} {len(v)}" for lang, v in p.prompts.items())
+        n = len(p.prompts[cfg.dominant_language])
+        n_x = len(cfg.languages)
+        lines.append(f"iteration {p.t}: prompts {counts}")
+        lines.append(f"  1 generate   {n * (n_x + 1)} responses      -> {p.stage_dir('responses')}")
+        lines.append(f"  2 translate  up to {2 * n * n_x} translations -> {p.stage_dir('translations')}")
+        lines.append(f"  3 pairs      up to {n * n_x * (2 if cfg.pairs.dominant_pairs else 1)} pairs -> "
+                     f"{p.stage_dir('pairs')}")
+        lines.append(f"  4 train      DPO+NLL beta={cfg.training.beta} alpha={cfg.training.alpha} "
+                     f"lr={cfg.training.learning_rate} -> {p.model_dir}")
+    return lines
 
 
 def _metrics_line(result: dict[str, Any]) -> str:
@@ -374,18 +317,3 @@ def _metrics_line(result: dict[str, Any]) -> str:
         vals = ", ".join(f"{k} {v:.3g}" for k, v in m.items() if k != "n" and isinstance(v, (int, float)))
         parts.append(f"{lang}: {vals}")
     return "; ".join(parts)
-
-
-def run_summary(run_dir: Path) -> dict[str, Any]:
-    """Every finished stage's `_done.json` and evaluation result, by iteration."""
-    out: dict[str, Any] = {}
-    for it in sorted(Path(run_dir).glob("iter_*"), key=lambda p: int(p.name.split("_")[1])):
-        record = {s: load_json(it / s / DONE) for s in STAGES if (it / s / DONE).is_file()}
-        results = (load_json(f) for f in sorted((it / "eval").glob("*.json")))
-        evals = {r["task"]: r for r in results if isinstance(r, dict) and "task" in r and "languages" in r}
-        if evals:
-            record["eval"] = evals
-        out[it.name] = record
-    if (record := stopping.read(run_dir)) is not None:
-        out["stopping"] = record  # iterations: auto: the gains so far and why the run stopped
-    return out

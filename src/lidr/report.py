@@ -15,7 +15,6 @@ and M<t> vs M0 changes their paired tests (see `lidr.report_stats`).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ import yaml
 
 from lidr import report_stats as rs
 from lidr.stopping import report_section as stopping_section
-from lidr.store import DONE, write_text_atomic
+from lidr import rundir
+from lidr.store import write_text_atomic
 
 # Metrics reported in percent (alpaca_eval's convention); every other metric whose values
 # all lie in [0, 1] is a rate. Matched as substrings, so `lc_win_rate` is a percent too.
@@ -55,33 +55,18 @@ class RunResults:
 
 # ---- reading the run directory --------------------------------------------------------------
 
-def _iteration_dirs(run_dir: Path) -> dict[int, Path]:
-    found = {}
-    for p in run_dir.glob("iter_*"):
-        suffix = p.name.removeprefix("iter_")
-        if p.is_dir() and suffix.isdigit():
-            found[int(suffix)] = p
-    return dict(sorted(found.items()))
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def load_run(run_dir: Path) -> RunResults:
     run_dir = Path(run_dir)
-    iters = _iteration_dirs(run_dir)
+    iters = rundir.iteration_dirs(run_dir)
     res = RunResults(iterations=list(iters))
-    _load_config(run_dir / "config.yaml", res)
+    skip = lambda path, why: res.skipped.append((path, why))  # noqa: E731 - a damaged file is reported, not fatal
+    _load_config(rundir.config_path(run_dir), res)
     for t, it_dir in iters.items():
-        _load_evals(it_dir / "eval", t, res)
-        for done in sorted(it_dir.glob(f"*/{DONE}")):
-            if done.parent.name == "eval":
-                continue
-            try:
-                res.stages.setdefault(t, {})[done.parent.name] = _read_json(done)
-            except (OSError, ValueError) as e:
-                res.skipped.append((done, str(e)))
+        for label, result in rundir.eval_results(it_dir, skip).items():
+            res.evals.setdefault(label, {})[t] = result["languages"]
+            _load_items(rs.items_path(it_dir / "eval" / f"{label}.json", result), label, t, res)
+        if stages := rundir.stage_records(it_dir, skip):
+            res.stages[t] = stages
     return res
 
 
@@ -96,21 +81,6 @@ def _load_config(path: Path, res: RunResults) -> None:
     if isinstance(cfg, dict):
         res.config = cfg
         res.dominant = str(cfg.get("dominant_language") or res.dominant)
-
-
-def _load_evals(eval_dir: Path, t: int, res: RunResults) -> None:
-    # Raw outputs (lm-eval's raw json, model_outputs) live next to the results: only files
-    # shaped like a result ({"languages": {lang: {...}}}) are results.
-    for path in sorted(eval_dir.glob("*.json")):
-        try:
-            data = _read_json(path)
-        except (OSError, ValueError) as e:
-            res.skipped.append((path, f"unreadable: {e}"))
-            continue
-        langs = data.get("languages") if isinstance(data, dict) else None
-        if isinstance(langs, dict) and all(isinstance(v, dict) for v in langs.values()):
-            res.evals.setdefault(path.stem, {})[t] = langs
-            _load_items(rs.items_path(path, data), path.stem, t, res)
 
 
 def _load_items(path: Path, task: str, t: int, res: RunResults) -> None:
@@ -296,8 +266,7 @@ def pairs_section(res: RunResults) -> list[str]:
         if not done:
             continue
         for lang, s in (done.get("languages") or {}).items():
-            # Quality-gate drops are counted apart from pairing drops; show both.
-            dropped = {**(s.get("dropped") or {}), **{f"gate:{k}": v for k, v in (s.get("gates") or {}).items()}}
+            dropped = rundir.drop_reasons(s)
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "-"
             rows.append([str(t), lang, str(s.get("kept", "-")), str(sum(dropped.values())), reasons])
     if not rows:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lidr import report_stats as rs
+from lidr import report_stats as rs, rundir
 from lidr.config import RunConfig
 from lidr.evaluate.stats import paired_bootstrap
 from lidr.store import RunDirError, load_json
@@ -40,7 +40,7 @@ def rule(cfg: RunConfig) -> dict[str, Any]:
 
 
 def _result(run_dir: Path, task: str, t: int) -> tuple[Path, dict[str, Any]]:
-    path = run_dir / f"iter_{t}" / "eval" / f"{task}.json"
+    path = rundir.eval_result_path(run_dir, t, task)
     if not path.is_file():
         raise RunDirError(f"{path} is missing: the stopping rule needs M{t}'s {task} result")
     return path, load_json(path)

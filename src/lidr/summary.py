@@ -3,13 +3,14 @@ and the evaluation results (rates with their 95 % intervals)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from lidr import rundir, stopping
 from lidr.report_stats import interval, rate_cell
-from lidr.stopping import lines as stopping_lines
 
 
 def _fmt(x: float | None, spec: str = ".3f") -> str:
@@ -41,8 +42,7 @@ def _language_table(it: dict[str, Any]) -> Table:
         parsed = sum(d["parsed"] for d in into)
         failed = sum(d["failed"] for d in into)
         p = pairs.get(lang, {})
-        reasons = {**p.get("dropped", {}), **{f"gate:{k}": v for k, v in p.get("gates", {}).items()}}
-        dropped = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "-"
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(rundir.drop_reasons(p).items())) or "-"
         table.add_row(lang, str(r.get("responses", "-")), str(r.get("truncated", "-")),
                       f"{parsed}/{failed}" if into else "-", str(p.get("kept", "-")), dropped)
     return table
@@ -69,12 +69,12 @@ def _metric_cell(values: dict[str, Any], metric: str) -> str:
 def print_summary(summary: dict[str, Any], console: Console, run_dir: str) -> None:
     console.print(f"\n[bold]run directory:[/bold] {run_dir}")
     for name, it in summary.items():
-        if not name.startswith("iter_"):
+        if not name.startswith(rundir.ITER_PREFIX):
             continue
-        t = int(name.split("_")[1])
+        t = int(name.removeprefix(rundir.ITER_PREFIX))
         if t > 0:
             times = ", ".join(f"{s} {it[s].get('seconds', 0):.0f}s"
-                              for s in ("responses", "translations", "pairs", "train") if s in it)
+                              for s in rundir.STAGES if s in it)
             console.print(f"\n[bold]iteration {t}[/bold]  (time: {times})")
             console.print(_language_table(it))
             if "train" in it:
@@ -83,5 +83,20 @@ def print_summary(summary: dict[str, Any], console: Console, run_dir: str) -> No
             console.print(_eval_table(result))
     if "stopping" in summary:
         console.print("\n[bold]stopping[/bold]")
-        for line in stopping_lines(summary["stopping"]):
+        for line in stopping.lines(summary["stopping"]):
             console.print(line, highlight=False, markup=False)
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """Every finished stage's `_done.json` and evaluation result, by iteration directory name;
+    under `iterations: auto`, the stopping record too."""
+    out: dict[str, Any] = {}
+    for it_dir in rundir.iteration_dirs(run_dir).values():
+        record = {s: r for s, r in rundir.stage_records(it_dir).items() if s in rundir.STAGES}
+        evals = {r["task"]: r for r in rundir.eval_results(it_dir).values() if "task" in r}
+        if evals:
+            record["eval"] = evals
+        out[it_dir.name] = record
+    if (record := stopping.read(run_dir)) is not None:
+        out["stopping"] = record  # the gains so far and why the run stopped
+    return out
