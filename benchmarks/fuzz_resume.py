@@ -1,6 +1,7 @@
 """Kill -9 at random moments of a real run, resume it, and compare with an uninterrupted run.
 
     taskset -c 1 env OMP_NUM_THREADS=1 python benchmarks/fuzz_resume.py [--trials 24] [--seed 0]
+        [--targets evaluation_m0,evaluation_m1]
 
 The run: a tiny Llama that self-translates (tests/helpers.py `train_translating_model`, built
 once), the first 3 test prompts in en/es/fr, one iteration, one request per shard, and two
@@ -8,7 +9,9 @@ evaluation tasks (mgsm on a small local file, fidelity), so the stages are: eval
 generation, translation, pairs, training + model saving, evaluation of M1, report.
 
 One uninterrupted reference run records when each stage's completion marker appears. Each
-trial targets a stage (round robin, so every stage gets its share), starts `lidr run`, waits
+trial targets a stage (round robin over TARGETS, or the ones given with --targets, so every
+stage gets its share; M0's and M1's evaluations are two targets, so evaluation trials
+alternate between them), starts `lidr run`, waits
 for an event of the run (the stage before done, or the k-th shard of the stage, k random),
 then sleeps a random part of the stage's reference duration and sends SIGKILL; "save" trials
 kill within 20 ms of the model's temporary directory appearing. The stage actually
@@ -44,13 +47,14 @@ from helpers import train_translating_model, write_config, write_prompt_set  # n
 TASKS = ("mgsm", "fidelity")
 # (stage, completion marker relative to the run directory), in the order a run reaches them.
 MARKERS = [
-    ("evaluation", "iter_0/eval/mgsm.json"), ("evaluation", "iter_0/eval/fidelity.json"),
+    ("evaluation_m0", "iter_0/eval/mgsm.json"), ("evaluation_m0", "iter_0/eval/fidelity.json"),
     ("generation", "iter_1/responses/_done.json"), ("translation", "iter_1/translations/_done.json"),
     ("pairs", "iter_1/pairs/_done.json"), ("training", "iter_1/train/_done.json"),
-    ("evaluation", "iter_1/eval/mgsm.json"), ("evaluation", "iter_1/eval/fidelity.json"),
+    ("evaluation_m1", "iter_1/eval/mgsm.json"), ("evaluation_m1", "iter_1/eval/fidelity.json"),
     ("report", "report.md"),
 ]
-TARGETS = ["generation", "translation", "pairs", "training", "save", "evaluation", "report"]
+# In the order a run reaches them; "save" is the end of training, while the model is written.
+TARGETS = ["evaluation_m0", "generation", "translation", "pairs", "training", "save", "evaluation_m1", "report"]
 TIMING_KEY = re.compile(r"second|time|date|started|finished|elapsed|_s$", re.I)
 
 
@@ -125,11 +129,11 @@ def kill_point(target: str, ref: dict[str, Any]):
                 (t[end] - t[done]) / n, target)
     if target == "save":
         return lambda d: (d / "iter_1" / "model.tmp").exists(), 0.02, "training"
-    if target == "evaluation" and random.random() < 0.5:  # M0's evaluation
+    if target == "evaluation_m0":  # from the run's start: the model loads, then M0 is evaluated
         return lambda d: (d / "config.yaml").is_file(), t["iter_0/eval/fidelity.json"] - t["config.yaml"], target
     after, end = {"pairs": ("iter_1/translations/_done.json", "iter_1/pairs/_done.json"),
                   "training": ("iter_1/pairs/_done.json", "iter_1/train/_done.json"),
-                  "evaluation": ("iter_1/train/_done.json", "iter_1/eval/fidelity.json"),
+                  "evaluation_m1": ("iter_1/train/_done.json", "iter_1/eval/fidelity.json"),
                   "report": ("iter_1/eval/fidelity.json", "exit")}[target]
     return lambda d: (d / after).is_file(), t[end] - t[after], target
 
@@ -235,7 +239,12 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/lidr-fuzz-resume"))
+    ap.add_argument("--targets", type=lambda v: v.split(","), default=TARGETS,
+                    help=f"comma-separated stages to kill in, round robin (default: all of {','.join(TARGETS)})")
     args = ap.parse_args()
+    unknown = sorted(set(args.targets) - set(TARGETS))
+    if unknown:
+        ap.error(f"unknown targets {unknown}; choose from {TARGETS}")
     random.seed(args.seed)
     info = machine()
     flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -260,7 +269,7 @@ def main() -> None:
 
     trials = []
     for k in range(args.trials):
-        target = TARGETS[k % len(TARGETS)]
+        target = args.targets[k % len(args.targets)]
         rec = trial(k, target, cfg, run_dir, ref, logs)
         if rec["killed"] and rec["resume_rc"] == 0:
             rec.update(compare(run_dir, reference))
@@ -277,7 +286,7 @@ def main() -> None:
     summary = {
         "trials": len(trials), "killed": len(killed), "ok": sum(t["ok"] for t in trials),
         "killed_in_stage": per_stage,
-        "targets": {s: sum(t["target"] == s for t in trials) for s in TARGETS},
+        "targets": {s: sum(t["target"] == s for t in trials) for s in args.targets},
         "save_kills_with_model_tmp": sum(1 for t in killed if "iter_1/model.tmp" in t["at_kill"]["temp_files"]),
         "model_max_abs_diff": max((t.get("model_max_abs_diff", 0.0) for t in killed), default=0.0),
         "failures": [{k: t.get(k) for k in ("trial", "target", "killed_in", "resume_rc", "resume_error",
@@ -285,8 +294,11 @@ def main() -> None:
                      for t in trials if not t["ok"]],
     }
     print(json.dumps(summary, indent=2))
-    out = save("fuzz_resume", {"command": "taskset -c 1 env OMP_NUM_THREADS=1 python benchmarks/fuzz_resume.py "
-                               f"--trials {args.trials} --seed {args.seed}", "machine": info,
+    command = ("taskset -c 1 env OMP_NUM_THREADS=1 python benchmarks/fuzz_resume.py "
+               f"--trials {args.trials} --seed {args.seed}")
+    if args.targets != TARGETS:
+        command += f" --targets {','.join(args.targets)}"
+    out = save("fuzz_resume", {"command": command, "machine": info,
                                "reference_marker_times_s": times, "summary": summary, "trials": trials})
     print(f"results: {out}")
 

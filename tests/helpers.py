@@ -70,21 +70,13 @@ def train_translating_model(out: Path, tokenizer_dir: Path, steps: int = 100, se
     keeps the vocabulary projection (most of the cost) small."""
     import random
 
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from lidr.stages.translate import CLOSE, PREFILL, translation_message
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
-        initializer_range=0.2)
-    torch.manual_seed(seed)
+    model = _tiny_llama(tok, seed)
     rng = random.Random(seed)
-    model = LlamaForCausalLM(config)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
 
     def example() -> tuple[list[int], int]:
         source = tok.decode([rng.randrange(200, 20000) for _ in range(rng.randint(3, 30))])
@@ -94,21 +86,66 @@ def train_translating_model(out: Path, tokenizer_dir: Path, steps: int = 100, se
         head_ids = tok(head, add_special_tokens=False).input_ids
         return head_ids + tok(f"{TRANSLATIONS[target]}\n{CLOSE}", add_special_tokens=False).input_ids, len(head_ids)
 
+    _fit(model, tok, lambda: [example() for _ in range(8)], steps)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def train_answering_model(out: Path, tokenizer_dir: Path, answers: list[tuple[list[dict[str, str]], str]],
+                          steps: int = 30, seed: int = 0) -> Path:
+    """A tiny random Llama taught to answer each of a few chats (messages, answer) with its
+    answer and end the turn: a model whose greedy answers to those chats are known. Each
+    step trains on all of them; other chats get random text."""
+    from transformers import AutoTokenizer
+
+    from lidr.chat import format_chat
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = _tiny_llama(tok, seed)
+    examples = []
+    for messages, answer in answers:
+        head_ids = tok(format_chat(tok, messages), add_special_tokens=False).input_ids
+        examples.append((head_ids + tok(answer, add_special_tokens=False).input_ids + [tok.eos_token_id],
+                         len(head_ids)))
+    _fit(model, tok, lambda: examples, steps)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _tiny_llama(tok, seed: int):
+    """A randomly initialised 2-layer Llama for `tok`'s vocabulary."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+        initializer_range=0.2)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def _fit(model, tok, batch, steps: int) -> None:
+    """`steps` AdamW steps on the completions of `batch()`, a list of (token ids, length of
+    the prompt head): the loss is taken on the tokens after the head only."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(steps):
-        batch = [example() for _ in range(8)]
-        n = max(len(ids) for ids, _ in batch)
-        ids = torch.tensor([x + [tok.pad_token_id] * (n - len(x)) for x, _ in batch])
-        mask = torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x, _ in batch])
+        examples = batch()
+        n = max(len(ids) for ids, _ in examples)
+        ids = torch.tensor([x + [tok.pad_token_id] * (n - len(x)) for x, _ in examples])
+        mask = torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x, _ in examples])
         hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
-        rows = torch.tensor([b for b, (x, h) in enumerate(batch) for _ in range(h - 1, len(x) - 1)])
-        cols = torch.tensor([i for x, h in batch for i in range(h - 1, len(x) - 1)])
+        rows = torch.tensor([b for b, (x, h) in enumerate(examples) for _ in range(h - 1, len(x) - 1)])
+        cols = torch.tensor([i for x, h in examples for i in range(h - 1, len(x) - 1)])
         loss = torch.nn.functional.cross_entropy(model.lm_head(hidden[rows, cols]), ids[rows, cols + 1])
         loss.backward()
         opt.step()
         opt.zero_grad()
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 def completion_token_logprobs(model, tokenizer, prompt: str, answer: str):

@@ -1,7 +1,8 @@
 """The OpenAI-compatible engine against real servers on 127.0.0.1 only.
 
-- `transformers serve` with the real SmolLM2-135M-Instruct (needs the `transformers[serving]`
-  extra; skipped, with the reason, where it is absent).
+- `transformers serve` with the real SmolLM2-135M-Instruct, and with the tiny Llama taught to
+  translate for the translation stage (needs the `transformers[serving]` extra; skipped, with
+  the reason, where it is absent).
 - A small stdlib HTTP server that answers from a script (429s, 401, slow answers), for what a
   healthy model server never does on demand.
 
@@ -24,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import TRANSLATIONS
 from lidr.engines.base import ChatRequest, Sampling
 from lidr.engines.openai import EngineError, OpenAIEngine, settle_stop
-from lidr.stages.translate import CLOSE, PARSED, PREFILL, parse_translation, translation_message
+from lidr.stages.translate import CLOSE, PREFILL, translation_record, translation_requests
 
 SERVE_START_S = 180  # model load is ~15 s alone, much more on a loaded machine
 
@@ -44,8 +46,8 @@ def _user(text: str) -> list[dict[str, str]]:
 # ----- transformers serve with SmolLM2 -----
 
 
-@pytest.fixture(scope="module")
-def serve_url(smollm2_dir: Path, tmp_path_factory) -> str:
+def _serve(model_dir: Path, tmp_path_factory):
+    """`transformers serve MODEL_DIR` on a free port of 127.0.0.1; yields its URL, stops it after."""
     missing = [m for m in ("fastapi", "uvicorn", "openai") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"transformers serve needs {missing}: pip install 'transformers[serving]==5.23.0'")
@@ -57,7 +59,7 @@ def serve_url(smollm2_dir: Path, tmp_path_factory) -> str:
     (tmp / "hub").mkdir()
     log_path = tmp / "serve.log"
     cmd = [sys.executable, "-c", "from transformers.cli.transformers import main; main()",
-           "serve", str(smollm2_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+           "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
@@ -70,6 +72,17 @@ def serve_url(smollm2_dir: Path, tmp_path_factory) -> str:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def serve_url(smollm2_dir: Path, tmp_path_factory) -> str:
+    yield from _serve(smollm2_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def translating_serve_url(translating_model_dir: Path, tmp_path_factory) -> str:
+    """The tiny Llama taught to translate (helpers.train_translating_model), served the same way."""
+    yield from _serve(translating_model_dir, tmp_path_factory)
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, log_path: Path) -> None:
@@ -121,23 +134,26 @@ def test_batch_concurrency_limit(batch):
     assert engine.retries == 0
 
 
-def test_prefilled_translation_parses(serve_url, smollm2_dir):
+def test_prefilled_translation_parses(translating_serve_url, translating_model_dir):
+    """The translation stage over HTTP: requests from translation_requests, completions from
+    the server, records from translation_record. The served model answers the translation
+    prompt, after the primer, with a fixed phrase of the target language and closes the tag
+    (helpers.TRANSLATIONS); without the primer its text is noise, so an `ok` record with the
+    phrase shows that the prefill reached the model."""
     # transformers serve rejects continue_final_message (422): the engine falls back to
     # /v1/completions with the prompt formatted by lidr.chat.format_chat.
-    engine = OpenAIEngine(serve_url, None, tokenizer_path=str(smollm2_dir), timeout=300)
-    req = ChatRequest("t", translation_message("The cat is black.", "es"), max_new_tokens=24,
-                      prefill=PREFILL, stop=(CLOSE,))
-    (c,) = engine.generate([req], Sampling())
+    engine = OpenAIEngine(translating_serve_url, None, tokenizer_path=str(translating_model_dir), timeout=300)
+    responses = [{"prompt_id": "p0", "language": "en", "response": "The cat is black.", "n_tokens": 5},
+                 {"prompt_id": "p0", "language": "es", "response": "El gato es negro.", "n_tokens": 6}]
+    requests = translation_requests(responses, "en", ["es", "fr"], skip_ids=set(), factor=2.0, max_new_tokens=32)
+    completions = engine.generate(requests, Sampling())
     assert engine.prefill_via == "completions"
-    text, status = parse_translation(req.prefill + c.text, c.finish_reason)
-    # Greedy SmolLM2 closes the tag here (measured: "El cielo es negro.\n</translated>"). A
-    # model that stops at end of turn without the tag parses as ok_unclosed; one cut off at
-    # the cap is a counted "truncated" failure, never a crash.
-    if CLOSE in c.text:
-        assert c.text.endswith(CLOSE) and c.finish_reason == "stop"
-        assert status == "ok" and text
-    else:
-        assert status in PARSED + ("truncated",)
+    records = [translation_record(r, c, accept_unclosed=True) for r, c in zip(requests, completions)]
+    got = {(r["source_language"], r["target_language"]): (r["status"], r["translation"]) for r in records}
+    assert got == {("en", "es"): ("ok", TRANSLATIONS["es"]), ("en", "fr"): ("ok", TRANSLATIONS["fr"]),
+                   ("es", "en"): ("ok", TRANSLATIONS["en"])}
+    for c in completions:  # ended by the stop string, kept once, nothing after it
+        assert c.finish_reason == "stop" and c.text.endswith(CLOSE) and c.text.count(CLOSE) == 1
 
 
 def test_prefill_without_tokenizer_is_a_clear_error(serve_url):

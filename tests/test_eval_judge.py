@@ -1,4 +1,5 @@
-"""X-AlpacaEval with an LLM judge: verdict parsing, scoring, and a real judge run on SmolLM2."""
+"""X-AlpacaEval with an LLM judge: verdict parsing, scoring, and a real run with a judge whose
+verdicts are known (a tiny model taught them)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import train_answering_model
 from lidr.data.prompts import DataError
 from lidr.evaluate.judge import (
     INVALID,
@@ -109,27 +111,67 @@ def test_baseline_must_cover_the_evaluated_ids(tmp_path, shared_data):
     assert not (tmp_path / "out").exists()
 
 
-# --- a real judge: SmolLM2 judging itself against GPT-4-turbo ---------------------------------
+# --- a judge with known verdicts: a tiny model taught its answers ----------------------------
+
+BASELINE = "baseline-model"
+MODEL_ANSWER = "A good answer."  # what the evaluated model answers to every instruction
+ITEMS = {  # (lang, id): (instruction, the baseline's output)
+    ("en", 1): ("Name a colour.", "Blue."),
+    ("en", 2): ("Say hello.", "Hello!"),
+    ("es", 1): ("Nombra un animal.", "Un gato."),
+    ("es", 2): ("Di adiós.", "¡Adiós!"),
+}
+# What the judge answers with the model's output first (it is "m") and second (it is "M").
+VERDICTS = {
+    ("en", 1): ("m", "M"),  # the model in both orders: a win
+    ("en", 2): ("m", "m"),  # always the first slot (position bias): a tie
+    ("es", 1): ("M", "m"),  # the baseline in both orders: a loss
+    ("es", 2): ("M", "Both are good."),  # the baseline, then no identifier: a tie, one invalid judgment
+}
+
+
+def _taught_chats() -> list[tuple[list[dict[str, str]], str]]:
+    """(messages, answer): the evaluated model's answers, then the judge's in both orders."""
+    chats = [([{"role": "user", "content": instruction}], MODEL_ANSWER) for instruction, _ in ITEMS.values()]
+    for key, (instruction, base) in ITEMS.items():
+        for (out_1, out_2), answer in zip([(MODEL_ANSWER, base), (base, MODEL_ANSWER)], VERDICTS[key]):
+            chats.append((judge_messages(instruction, out_1, out_2), answer))
+    return chats
+
 
 @pytest.fixture(scope="module")
-def engine(smollm2_dir):
+def data(tmp_path_factory) -> Path:
+    """ITEMS as X-AlpacaEval instruction files and the baseline's alpaca_eval model outputs."""
+    folder = tmp_path_factory.mktemp("x_alpacaeval_data")
+    (folder / "reference" / BASELINE).mkdir(parents=True)
+    for lang in ("en", "es"):
+        items = [(i, instruction, base) for (lg, i), (instruction, base) in ITEMS.items() if lg == lang]
+        (folder / f"{lang}.json").write_text(json.dumps(
+            [{"id": i, "dataset": "tiny", "instruction": instruction} for i, instruction, _ in items]))
+        (folder / "reference" / BASELINE / f"{lang}.json").write_text(json.dumps(
+            [{"id": i, "instruction": instruction, "output": base, "generator": BASELINE}
+             for i, instruction, base in items]))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def engine(smollm2_dir, tmp_path_factory):
+    """One tiny model, both the evaluated model and its judge (as the paper's self-judging)."""
     from lidr.engines import make_engine
 
-    eng = make_engine("hf", str(smollm2_dir), batch_size=8)
+    model = train_answering_model(tmp_path_factory.mktemp("judge-llama"), smollm2_dir, _taught_chats())
+    eng = make_engine("hf", str(model), batch_size=8)
     yield eng
     eng.close()
 
 
 @pytest.fixture(scope="module")
-def run(engine, shared_data, tmp_path_factory):
-    data = shared_data / "x_alpacaeval"
+def run(engine, data, tmp_path_factory):
     kwargs = dict(
         files={lang: data / f"{lang}.json" for lang in ("en", "es")},
-        model_name="smollm2-135m", judge_engine=engine, judge_name="smollm2-135m-judge",
-        baseline={lang: data / "reference" / REFERENCE / f"{lang}.json" for lang in ("en", "es")},
-        limit=2, max_new_tokens=48,
-        # SmolLM2 says "The best model identifier is:\n\nm": give it room to reach the identifier.
-        judge_max_new_tokens=16,
+        model_name="tiny-llama", judge_engine=engine, judge_name="tiny-llama-judge",
+        baseline={lang: data / "reference" / BASELINE / f"{lang}.json" for lang in ("en", "es")},
+        limit=2, max_new_tokens=16, judge_max_new_tokens=8,
     )
     out = tmp_path_factory.mktemp("x_alpacaeval")
     result = evaluate_x_alpacaeval(engine, out_dir=out, **kwargs)
@@ -146,35 +188,36 @@ def test_outputs_are_alpaca_eval_model_outputs(run):
         rows = json.loads((out / "x_alpacaeval_outputs" / f"{lang}.json").read_text())
         assert [r["id"] for r in rows] == [1, 2]
         assert all(set(r) == {"generator", "dataset", "id", "instruction", "output"} for r in rows)
-        assert all(r["generator"] == "smollm2-135m" and r["output"] for r in rows)
+        assert all(r["generator"] == "tiny-llama" and r["output"] == MODEL_ANSWER for r in rows)
 
 
-def test_each_item_judged_in_both_orders_and_scored_by_the_rule(run):
+def test_known_verdicts_give_the_known_win_rates(run):
+    """Each item judged in both orders, the model first as "m" then second as "M"; the
+    judge's taught answers, and so every verdict, preference, score and win rate, are known."""
     out, result, _ = run
     items = [json.loads(line) for line in _lines(out / "x_alpacaeval_judgments.jsonl")]
-    assert [(i["lang"], i["id"]) for i in items] == [("en", 1), ("en", 2), ("es", 1), ("es", 2)]
-    for item in items:
-        first, second = item["judgments"]
-        assert (first["order"], first["model_identifier"]) == ("model_first", "m")
-        assert (second["order"], second["model_identifier"]) == ("model_second", "M")
-        for j in item["judgments"]:
-            assert j["verdict"] == parse_verdict(j["completion"])
-            expected = None if j["verdict"] == INVALID else (
-                "model" if j["verdict"] == j["model_identifier"] else "baseline")
-            assert j["preferred"] == expected
-        both_model = first["preferred"] == second["preferred"] == "model"
-        both_baseline = first["preferred"] == second["preferred"] == "baseline"
-        assert item["score"] == (1.0 if both_model else 0.0 if both_baseline else 0.5)
-
+    assert [(i["lang"], i["id"]) for i in items] == list(ITEMS)
+    judged = {(i["lang"], i["id"]): [(j["order"], j["model_identifier"], j["completion"], j["verdict"], j["preferred"])
+                                     for j in i["judgments"]] for i in items}
+    assert judged == {
+        ("en", 1): [("model_first", "m", "m", "m", "model"), ("model_second", "M", "M", "M", "model")],
+        ("en", 2): [("model_first", "m", "m", "m", "model"), ("model_second", "M", "m", "m", "baseline")],
+        ("es", 1): [("model_first", "m", "M", "M", "baseline"), ("model_second", "M", "m", "m", "baseline")],
+        ("es", 2): [("model_first", "m", "M", "M", "baseline"),
+                    ("model_second", "M", "Both are good.", INVALID, None)],
+    }
+    assert {(i["lang"], i["id"]): i["score"] for i in items} == {
+        ("en", 1): 1.0, ("en", 2): 0.5, ("es", 1): 0.0, ("es", 2): 0.5}
+    # en: scores 1 and 0.5; es: 0 and 0.5. Standard error: sample sd 0.354 / sqrt(2) = 0.25.
+    assert result["languages"] == {
+        "en": {"n": 2, "win_rate": 75.0, "standard_error": 25.0, "wins": 1, "ties": 1, "losses": 0,
+               "invalid_judgments": 0},
+        "es": {"n": 2, "win_rate": 25.0, "standard_error": 25.0, "wins": 0, "ties": 1, "losses": 1,
+               "invalid_judgments": 1},
+    }
+    assert result["average_win_rate"] == 50.0
     assert result["task"] == "x_alpacaeval"
-    assert result["baseline"] == REFERENCE and result["judge"] == "smollm2-135m-judge"
-    for lang in ("en", "es"):
-        stats = result["languages"][lang]
-        scores = [i["score"] for i in items if i["lang"] == lang]
-        assert stats["n"] == 2 and stats["wins"] + stats["ties"] + stats["losses"] == 2
-        assert stats["win_rate"] == pytest.approx(100 * sum(scores) / 2)
-        assert stats["invalid_judgments"] == sum(
-            j["verdict"] == INVALID for i in items if i["lang"] == lang for j in i["judgments"])
+    assert result["baseline"] == BASELINE and result["judge"] == "tiny-llama-judge"
     assert json.loads((out / "x_alpacaeval.json").read_text()) == result
 
 
@@ -197,8 +240,9 @@ def test_interrupted_judging_resumes(run, engine, tmp_path):
     cache = resumed / "x_alpacaeval_judge_cache.jsonl"
     kept = _lines(cache)[:7]
     cache.write_text("\n".join(kept) + '\n{"key": "3f2', encoding="utf-8")  # killed mid-line
-    evaluate_x_alpacaeval(engine, out_dir=resumed, **kwargs)
+    again = evaluate_x_alpacaeval(engine, out_dir=resumed, **kwargs)
     lines = _lines(cache)
     assert lines[:7] == kept  # earlier judgments kept, not redone
     assert len(lines) == 7 + 1 + 1  # the cut line, then only the missing judgment
     assert len(_read_cache(cache)) == 8
+    assert again["languages"] == result["languages"]
