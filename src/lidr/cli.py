@@ -163,7 +163,7 @@ def eval_(
     baseline: Optional[str] = typer.Option(None, "--baseline",
                                            help="x_alpacaeval: model_outputs.json per language ({lang} template)"),
     families: list[str] = typer.Option([], "--families", help="lm_eval: task families (m_mmlu, arc, ...)"),
-    template: str = typer.Option("mgsm", "--template", help="mgsm: instruction preset or template with {question}"),
+    template: str = typer.Option("mgsm", "--template", help="mgsm: a preset (mgsm, paper_math) or a template with {prompt}"),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     output: Path = typer.Option(..., "--output", "-o", help="folder for <task>.json and raw outputs"),
@@ -176,18 +176,21 @@ def eval_(
     judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="x_alpacaeval: the judge's server"),
 ) -> None:
     """Evaluate one model on one task; writes OUTPUT/<task>.json plus raw generations."""
-    from lidr.config import EvalTaskConfig
+    from lidr.config import EVAL_TASK_CLASSES, parse_eval_task
     from lidr.evaluate.runner import check_task, run_task
     from lidr.models import resolve_model
     from lidr.pipeline import _metrics_line
 
     langs = [code for item in languages for code in item.split(",") if code]
+    options = dict(
+        task=task, data=data, languages=langs or None, limit=limit, judge=judge, baseline=baseline,
+        families=[f for item in families for f in item.split(",") if f], template=template,
+        max_new_tokens=max_new_tokens, batch_size=batch_size, judge_engine=judge_engine,
+        judge_openai={"base_url": judge_base_url, "api_key_env": api_key_env} if judge_base_url else None)
+    # Options of another kind (--judge on an mgsm task) are ignored, as the help says whose they are.
+    kind = EVAL_TASK_CLASSES.get(task)
     try:
-        spec = EvalTaskConfig.model_validate(dict(
-            task=task, data=data, languages=langs or None, limit=limit, judge=judge, baseline=baseline,
-            families=[f for item in families for f in item.split(",") if f], template=template,
-            max_new_tokens=max_new_tokens, batch_size=batch_size, judge_engine=judge_engine,
-            judge_openai={"base_url": judge_base_url, "api_key_env": api_key_env} if judge_base_url else None))
+        spec = parse_eval_task({k: v for k, v in options.items() if kind is None or k in kind.model_fields})
     except ValidationError as err:
         _fail(ConfigError(_format_error(err, "(command line)")))
     gen = _generation_config(engine, base_url, api_key_env, serve_command, batch_size)
