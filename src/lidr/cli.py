@@ -13,7 +13,7 @@ from rich.console import Console
 from lidr.chat import ChatTemplateError
 from pydantic import ValidationError
 
-from lidr.config import ConfigError, RunConfig, _format_error, demo_config, load_config, parse_config
+from lidr.config import EVAL_TASKS, ConfigError, RunConfig, _format_error, demo_config, load_config, parse_config
 from lidr.data.prompts import DataError
 from lidr.engines.base import EngineError
 from lidr.languages import UnknownLanguageError
@@ -155,7 +155,7 @@ def demo(
 @app.command("eval")
 def eval_(
     model: str = typer.Option(..., "--model", help="model directory, hub id, or bundled:smollm2-135m-instruct"),
-    task: str = typer.Option(..., "--task", help="mgsm | x_alpacaeval | fidelity | lm_eval"),
+    task: str = typer.Option(..., "--task", help=" | ".join(EVAL_TASKS)),
     data: list[str] = typer.Option([], "--data", help="data file(s): one path with {lang}, or files named by language"),
     languages: list[str] = typer.Option([], "--languages", help="language codes (repeat, or comma-separated)"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N items per language"),
