@@ -21,9 +21,10 @@ from common import demo_prompts, machine, save, timed
 from lidr.engines.base import ChatRequest, Sampling
 from lidr.engines.ct2 import CT2Engine
 from lidr.engines.hf import HFEngine
-from lidr.evaluate.mgsm import load_math_items, render, resolve_template
+from lidr.evaluate.tasks.mgsm import load_math_items
 from lidr.models import bundled_model_dir
 from lidr.stages import generate, translate
+from lidr.text.templates import render, resolve_template
 
 FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 HELDOUT = Path(__file__).resolve().parents[1] / "src" / "lidr" / "data" / "demo" / "heldout_math"

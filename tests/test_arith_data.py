@@ -15,7 +15,7 @@ from lidr.config import PromptSource
 from lidr.data.arith import ArithError, available_languages, generate, load_language, load_spec
 from lidr.data.prompts import load_aligned
 from lidr.text.langid import detect_language
-from lidr.evaluate.mgsm import load_math_items
+from lidr.evaluate.tasks.mgsm import load_math_items
 
 ARITH = Path(__file__).resolve().parents[1] / "src" / "lidr" / "data" / "arith"
 SPEC = yaml.safe_load((ARITH / "spec.yaml").read_text(encoding="utf-8"))

@@ -117,3 +117,28 @@ def test_two_tasks_of_one_kind_with_labels():
 def test_task_template_with_other_braces():
     c = cfg(generation={"task_template": r"{prompt} Put the final number in \boxed{} ({language})."})
     assert r"\boxed{}" in c.generation.task_template
+
+
+def test_unknown_task_kind_lists_the_kinds():
+    with pytest.raises(ConfigError) as err:
+        cfg(evaluation={"tasks": [{**MGSM, "task": "mgsn"}]})
+    assert str(err.value).endswith("evaluation.tasks.0.task: expected one of the task kinds mgsm, fidelity, "
+                                   "x_alpacaeval, lm_eval (got 'mgsn')")
+
+
+@pytest.mark.parametrize("task, key, words", [
+    ({**MGSM, "template": "Solve in {language}"}, "evaluation.tasks.0.template", "neither a known name"),
+    ({**MGSM, "families": ["arc"]}, "evaluation.tasks.0.families", "unknown key"),
+    ({"task": "fidelity"}, "evaluation.tasks.0", "task fidelity needs data"),
+])
+def test_each_task_kind_checks_its_own_fields(task, key, words):
+    with pytest.raises(ConfigError) as err:
+        cfg(evaluation={"tasks": [task]})
+    assert f"{key}: " in str(err.value) and words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_question_is_the_prompt_placeholder_too():
+    c = cfg(generation={"task_template": "{question} ({language})"},
+            evaluation={"tasks": [{**MGSM, "template": "{prompt} ({language})"}]})
+    assert c.generation.task_template == "{question} ({language})"
+    assert c.evaluation.tasks[0].template == "{prompt} ({language})"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lidr.data.prompts import resolve_path
-from lidr.evaluate.fidelity import evaluate_fidelity, fidelity_of_records
+from lidr.evaluate.tasks.fidelity import evaluate_fidelity, fidelity_of_records
 from lidr.store import read_json
 
 

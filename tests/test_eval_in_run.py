@@ -8,7 +8,7 @@ import json
 from helpers import write_config, write_prompt_set
 
 from lidr.config import load_config
-from lidr.evaluate.runner import lm_eval_device
+from lidr.evaluate.tasks.lm_eval import lm_eval_device
 from lidr.pipeline import Pipeline
 from lidr.summary import run_summary
 

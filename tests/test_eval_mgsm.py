@@ -9,8 +9,10 @@ import pytest
 
 from lidr.config import ConfigError
 from lidr.data.prompts import DataError, resolve_path
-from lidr.evaluate.mgsm import MATH_TEMPLATES, evaluate_mgsm, load_math_items, render, resolve_template
+from lidr.evaluate.tasks.mgsm import evaluate_mgsm, load_math_items
 from lidr.store import read_json
+from lidr.text.templates import TEMPLATE_PRESETS as MATH_TEMPLATES
+from lidr.text.templates import render, resolve_template
 
 
 def _write_jsonl(path: Path, rows: list) -> Path:

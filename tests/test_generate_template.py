@@ -1,6 +1,6 @@
 """The generation stage's user turn: task templates filled by plain replacement."""
 
-from lidr.config import PAPER_MATH_TEMPLATE
+from lidr.text.templates import PAPER_MATH_TEMPLATE
 from lidr.data.prompts import Prompt
 from lidr.stages.generate import generation_requests, user_content
 

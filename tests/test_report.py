@@ -202,7 +202,7 @@ PAIRED = {
 
 
 def write_paired_run(run_dir: Path, **config) -> Path:
-    from lidr.evaluate.mgsm import write_outputs
+    from lidr.evaluate.tasks.mgsm import write_outputs
 
     _config(run_dir, **config)
     for t, langs in PAIRED.items():
@@ -314,7 +314,7 @@ def test_compare_runs_side_by_side(tmp_path):
 
 
 def write_outputs_m2(run_dir: Path) -> None:
-    from lidr.evaluate.mgsm import write_outputs
+    from lidr.evaluate.tasks.mgsm import write_outputs
 
     langs = {"en": [1] * 8 + [0] * 2, "es": [1] * 10, "de": [1] * 9 + [0]}
     write_outputs(run_dir / "iter_2" / "eval", {lang: _rows(lang, c) for lang, c in langs.items()}, "M2")

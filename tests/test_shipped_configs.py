@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from lidr.config import PAPER_MATH_TEMPLATE, demo_config, load_config
+from lidr.config import demo_config, load_config
 from lidr.pipeline import Pipeline
+from lidr.text.templates import PAPER_MATH_TEMPLATE
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

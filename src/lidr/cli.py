@@ -13,7 +13,7 @@ from rich.console import Console
 from lidr.chat import ChatTemplateError
 from pydantic import ValidationError
 
-from lidr.config import ConfigError, RunConfig, _format_error, demo_config, load_config, parse_config
+from lidr.config import EVAL_TASKS, ConfigError, RunConfig, _format_error, demo_config, load_config, parse_config
 from lidr.data.prompts import DataError
 from lidr.engines.base import EngineError
 from lidr.languages import UnknownLanguageError
@@ -156,7 +156,7 @@ def demo(
 @app.command("eval")
 def eval_(
     model: str = typer.Option(..., "--model", help="model directory, hub id, or bundled:smollm2-135m-instruct"),
-    task: str = typer.Option(..., "--task", help="mgsm | x_alpacaeval | fidelity | lm_eval"),
+    task: str = typer.Option(..., "--task", help=" | ".join(EVAL_TASKS)),
     data: list[str] = typer.Option([], "--data", help="data file(s): one path with {lang}, or files named by language"),
     languages: list[str] = typer.Option([], "--languages", help="language codes (repeat, or comma-separated)"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N items per language"),
@@ -164,7 +164,7 @@ def eval_(
     baseline: Optional[str] = typer.Option(None, "--baseline",
                                            help="x_alpacaeval: model_outputs.json per language ({lang} template)"),
     families: list[str] = typer.Option([], "--families", help="lm_eval: task families (m_mmlu, arc, ...)"),
-    template: str = typer.Option("mgsm", "--template", help="mgsm: instruction preset or template with {question}"),
+    template: str = typer.Option("mgsm", "--template", help="mgsm: a preset (mgsm, paper_math) or a template with {prompt}"),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     output: Path = typer.Option(..., "--output", "-o", help="folder for <task>.json and raw outputs"),
@@ -177,18 +177,21 @@ def eval_(
     judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="x_alpacaeval: the judge's server"),
 ) -> None:
     """Evaluate one model on one task; writes OUTPUT/<task>.json plus raw generations."""
-    from lidr.config import EvalTaskConfig
+    from lidr.config import EVAL_TASK_CLASSES, parse_eval_task
     from lidr.evaluate.runner import check_task, run_task
     from lidr.models import resolve_model
     from lidr.pipeline import _metrics_line
 
     langs = [code for item in languages for code in item.split(",") if code]
+    options = dict(
+        task=task, data=data, languages=langs or None, limit=limit, judge=judge, baseline=baseline,
+        families=[f for item in families for f in item.split(",") if f], template=template,
+        max_new_tokens=max_new_tokens, batch_size=batch_size, judge_engine=judge_engine,
+        judge_openai={"base_url": judge_base_url, "api_key_env": api_key_env} if judge_base_url else None)
+    # Options of another kind (--judge on an mgsm task) are ignored, as the help says whose they are.
+    kind = EVAL_TASK_CLASSES.get(task)
     try:
-        spec = EvalTaskConfig.model_validate(dict(
-            task=task, data=data, languages=langs or None, limit=limit, judge=judge, baseline=baseline,
-            families=[f for item in families for f in item.split(",") if f], template=template,
-            max_new_tokens=max_new_tokens, batch_size=batch_size, judge_engine=judge_engine,
-            judge_openai={"base_url": judge_base_url, "api_key_env": api_key_env} if judge_base_url else None))
+        spec = parse_eval_task({k: v for k, v in options.items() if kind is None or k in kind.model_fields})
     except ValidationError as err:
         _fail(ConfigError(_format_error(err, "(command line)")))
     gen = _generation_config(engine, base_url, api_key_env, serve_command, batch_size)

@@ -8,27 +8,16 @@ fall back to a default).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from lidr.errors import ConfigError  # every bad value here becomes one (lidr/errors.py says why it lives there)
 from lidr.languages import get_language
+from lidr.text.templates import NOT_A_TEMPLATE, TEMPLATE_PRESETS, has_text_placeholder, is_template
 
 BUNDLED_MODEL = "bundled:smollm2-135m-instruct"
-
-# The paper's arithmetic wrapper (Yang et al. 2025, §4.1): the model is asked to answer in
-# the prompt's own language.
-PAPER_MATH_TEMPLATE = (
-    "Below is an instruction that describes a task. Write a response that appropriately "
-    "completes the request in {language}. Please answer in {language}.\n\n"
-    "### Instruction:\n{prompt}\n\n### Response:"
-)
-TEMPLATE_PRESETS = {"paper_math": PAPER_MATH_TEMPLATE}
-
-
-class ConfigError(ValueError):
-    """A config problem, with a one-line message naming the key."""
 
 
 class _Section(BaseModel):
@@ -162,8 +151,9 @@ class GenerationConfig(_Section):
     @field_validator("task_template")
     @classmethod
     def _template_has_prompt(cls, v: str | None) -> str | None:
+        # A preset is saved as its text: the run's config.yaml says what the model was asked.
         v = TEMPLATE_PRESETS.get(v, v)
-        if v is not None and "{prompt}" not in v:
+        if v is not None and not has_text_placeholder(v):
             raise ValueError("task_template must contain {prompt} (and may contain {language})")
         return v
 
@@ -271,13 +261,12 @@ class TrainingConfig(_Section):
     num_processes: int | None = Field(default=None, ge=1, le=65536)  # overrides the accelerate config's
 
 
-EVAL_TASKS = ("mgsm", "fidelity", "x_alpacaeval", "lm_eval")
+class EvalTask(_Section):
+    """What every evaluation task has. Each kind is a subclass (one per `task:` value, a
+    member of `EvalTaskConfig`) with its own fields, the metrics a stopping rule may read,
+    and its own checks; its runner is `lidr.evaluate.tasks.<task>`."""
 
-
-class EvalTaskConfig(_Section):
-    """One evaluation task run on M0 and on every new model."""
-
-    task: Literal["mgsm", "fidelity", "x_alpacaeval", "lm_eval"]
+    task: str
     # The result's name (iter_<t>/eval/<label>.json); default: the task. Two tasks of one kind
     # (x_alpacaeval against references and against M0) need distinct labels.
     label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -287,40 +276,137 @@ class EvalTaskConfig(_Section):
     limit: int | None = Field(default=None, ge=1)
     max_new_tokens: int = Field(default=256, ge=1, le=32768)
     batch_size: int = Field(default=16, ge=1, le=4096)
-    template: str = "mgsm"  # mgsm: a preset name or a template with {question}
-    judge: str | None = None  # x_alpacaeval: the judge model (path, hub id, or a served model's name)
-    # The judge's engine; default: the run's generation engine. `judge_openai` replaces
-    # generation.openai for the judge (a hosted API, its own key).
-    judge_engine: Literal["auto", "hf", "ct2", "vllm", "openai"] | None = None
-    judge_openai: OpenAIOptions | None = None
-    # x_alpacaeval: outputs to compare against, model_outputs.json per language ({lang}
-    # template), or "M0" for head-to-head against this run's starting model.
-    baseline: str | None = None
-    families: list[str] = Field(default_factory=list)  # lm_eval task families
+
+    # The metrics a stopping rule may read; None: known only once the task ran.
+    metrics: ClassVar[tuple[str, ...] | None] = None
+    needs_data: ClassVar[bool] = True
 
     @model_validator(mode="after")
-    def _needs(self) -> EvalTaskConfig:
-        if self.task != "lm_eval" and not self.data:
+    def _needs(self) -> EvalTask:
+        if self.needs_data and not self.data:
             raise ValueError(f"task {self.task} needs data")
-        if self.task == "x_alpacaeval" and not (self.judge and self.baseline):
-            raise ValueError("task x_alpacaeval needs judge and baseline")
-        if self.task == "lm_eval" and not self.families:
-            raise ValueError("task lm_eval needs families")
+        self.check_fields()
         for code in self.languages or []:
             get_language(code)
         return self
+
+    def check_fields(self) -> None:
+        """A kind's own checks: raise ValueError with a one-line message."""
 
     @property
     def name(self) -> str:
         return self.label or self.task
 
+    @property
+    def m0_is_baseline(self) -> bool:
+        """Whether M0 only writes what later models are measured against (no M0 result)."""
+        return False
+
+
+class MgsmTask(EvalTask):
+    task: Literal["mgsm"] = "mgsm"
+    template: str = "mgsm"  # a preset name, or a template with {prompt} (or {question})
+
+    metrics: ClassVar[tuple[str, ...] | None] = ("accuracy", "off_target")
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, v: str) -> str:
+        if not is_template(v):
+            raise ValueError(NOT_A_TEMPLATE)
+        return v  # kept as written, not as the preset's text: the result names the preset
+
+
+class FidelityTask(EvalTask):
+    task: Literal["fidelity"] = "fidelity"
+
+    metrics: ClassVar[tuple[str, ...] | None] = ("fidelity",)
+
+
+class XAlpacaEvalTask(EvalTask):
+    task: Literal["x_alpacaeval"] = "x_alpacaeval"
+    judge: str | None = None  # the judge model (path, hub id, or a served model's name)
+    # The judge's engine; default: the run's generation engine. `judge_openai` replaces
+    # generation.openai for the judge (a hosted API, its own key).
+    judge_engine: Literal["auto", "hf", "ct2", "vllm", "openai"] | None = None
+    judge_openai: OpenAIOptions | None = None
+    # Outputs to compare against, model_outputs.json per language ({lang} template), or "M0"
+    # for head-to-head against this run's starting model.
+    baseline: str | None = None
+
+    metrics: ClassVar[tuple[str, ...] | None] = ("win_rate",)
+
+    def check_fields(self) -> None:
+        if not (self.judge and self.baseline):
+            raise ValueError("task x_alpacaeval needs judge and baseline")
+
+    @property
+    def m0_is_baseline(self) -> bool:
+        return self.baseline == "M0"
+
+
+class LmEvalTask(EvalTask):
+    task: Literal["lm_eval"] = "lm_eval"
+    families: list[str] = Field(default_factory=list)  # lm-eval task families
+
+    metrics: ClassVar[tuple[str, ...] | None] = None  # they depend on the families
+    needs_data: ClassVar[bool] = False
+
+    def check_fields(self) -> None:
+        if not self.families:
+            raise ValueError("task lm_eval needs families")
+
+
+# One evaluation task, of the kind its `task:` names. A new kind is a subclass above and a
+# member here, plus its runner lidr/evaluate/tasks/<task>.py.
+EvalTaskConfig = Annotated[Union[MgsmTask, FidelityTask, XAlpacaEvalTask, LmEvalTask], Field(discriminator="task")]
+EVAL_TASK_CLASSES: dict[str, type[EvalTask]] = {
+    cls.model_fields["task"].default: cls for cls in get_args(get_args(EvalTaskConfig)[0])}
+EVAL_TASKS = tuple(EVAL_TASK_CLASSES)
+_EVAL_TASK_ADAPTER = TypeAdapter(EvalTaskConfig)
+
+# Before each kind had its own fields, every task carried all of them, and a run's config.yaml
+# saved them all: `template: mgsm, judge: null, ..., families: []` on an mgsm task. Those
+# files must still parse and resume, so another kind's field holding the default it had then
+# is dropped; one with any other value is kept, and refused as an unknown key.
+_FLAT_SHAPE_DEFAULTS: dict[str, Any] = {"template": "mgsm", "judge": None, "judge_engine": None,
+                                        "judge_openai": None, "baseline": None, "families": []}
+
+
+def _task_in_current_shape(task: Any) -> Any:
+    """An evaluation task's dict without the flat shape's other-kind fields at their defaults."""
+    if not isinstance(task, dict) or task.get("task") not in EVAL_TASK_CLASSES:
+        return task
+    own = EVAL_TASK_CLASSES[task["task"]].model_fields
+    return {k: v for k, v in task.items()
+            if k in own or k not in _FLAT_SHAPE_DEFAULTS or v != _FLAT_SHAPE_DEFAULTS[k]}
+
+
+def in_current_shape(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict (a saved config.yaml) with its evaluation tasks in today's shape."""
+    evaluation = data.get("evaluation")
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("tasks"), list):
+        return data
+    tasks = [_task_in_current_shape(t) for t in evaluation["tasks"]]
+    return {**data, "evaluation": {**evaluation, "tasks": tasks}}
+
+
+def parse_eval_task(data: dict[str, Any]) -> EvalTask:
+    """One evaluation task from a dict (`lidr eval`'s options); raises ValidationError."""
+    return _EVAL_TASK_ADAPTER.validate_python(_task_in_current_shape(data))
+
 
 class EvaluationConfig(_Section):
     tasks: list[EvalTaskConfig] = Field(default_factory=list)
 
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _current_shape(cls, v: Any) -> Any:
+        return [_task_in_current_shape(t) for t in v] if isinstance(v, list) else v
+
     @field_validator("tasks")
     @classmethod
-    def _distinct_names(cls, v: list[EvalTaskConfig]) -> list[EvalTaskConfig]:
+    def _distinct_names(cls, v: list[EvalTask]) -> list[EvalTask]:
         names = [t.name for t in v]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
@@ -336,10 +422,6 @@ class StoppingConfig(_Section):
     task: str  # the label (or task name) of one of evaluation.tasks, e.g. a dev set
     metric: str = "accuracy"  # off_target counts lower as better
     min_gain: float = 0.01
-
-
-# Metrics a stopping rule may read, per task kind (lm_eval's depend on its task families).
-STOPPING_METRICS = {"mgsm": ("accuracy", "off_target"), "fidelity": ("fidelity",), "x_alpacaeval": ("win_rate",)}
 
 
 def check_stopping(cfg: RunConfig) -> None:
@@ -358,11 +440,11 @@ def check_stopping(cfg: RunConfig) -> None:
         raise ValueError(f"stopping.task {stop.task!r} is not an evaluation task's label "
                          f"(evaluation.tasks: {', '.join(names) or 'none'})")
     task = cfg.evaluation.tasks[names.index(stop.task)]
-    known = STOPPING_METRICS.get(task.task)
+    known = task.metrics
     if known is not None and stop.metric not in known:
         raise ValueError(f"stopping.metric {stop.metric!r} is not a {task.task} metric (expected one of "
                          f"{', '.join(known)})")
-    if task.baseline == "M0":
+    if task.m0_is_baseline:
         raise ValueError(f"stopping.task {stop.task!r} is a head-to-head against M0, which has no M0 result "
                          "to measure the first gain from; name a task with an absolute score")
     if task.languages is not None and not set(task.languages) & set(cfg.languages):
@@ -461,13 +543,25 @@ class RunConfig(_Section):
         return self.prompts[0] if len(self.prompts) == 1 else self.prompts[iteration - 1]
 
 
+def _error_key(loc: tuple[Any, ...]) -> str:
+    """The dotted key of an error. A tagged union puts the member's tag into the location
+    (evaluation.tasks.0.mgsm.label); the task's `task:` key already says it, so it is left out."""
+    parts = [p for i, p in enumerate(loc)
+             if not (p in EVAL_TASK_CLASSES and (i == 0 or isinstance(loc[i - 1], int)))]
+    return ".".join(str(p) for p in parts)
+
+
 def _format_error(err: ValidationError, source: str) -> str:
     parts = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        key = _error_key(e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif e["type"] in ("union_tag_invalid", "union_tag_not_found"):  # the `task:` of an evaluation task
+            key = f"{key}.task" if key != "(top level)" else "task"
+            got = f" (got {e['ctx']['tag']!r})" if e["type"] == "union_tag_invalid" else " (missing)"
+            msg = f"expected one of the task kinds {', '.join(EVAL_TASKS)}{got}"
         elif "input" in e and not isinstance(e["input"], (dict, list)):
             msg = f"{msg} (got {e['input']!r})"
         parts.append(f"{key}: {msg}")
@@ -541,6 +635,11 @@ UNCOMPARED_KEYS = {"training.report_to"}
 
 def diff_configs(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two config dicts."""
+    if not prefix:
+        # A config.yaml saved before the evaluation task kinds had their own fields holds the
+        # same config in the flat shape: compare both in today's shape, so a run saved then
+        # resumes (and `lidr report A B` names no key that differs only in shape).
+        old, new = in_current_shape(old), in_current_shape(new)
     keys = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)

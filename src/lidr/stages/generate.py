@@ -7,19 +7,15 @@ from typing import Any
 
 from lidr.data.prompts import Prompt
 from lidr.engines.base import ChatRequest, Completion
-from lidr.languages import get_language
+from lidr.text.templates import render
 
 
 def user_content(prompt: Prompt, task_template: str | None) -> str:
-    """The user turn: the prompt, wrapped by the task template when one is configured.
-
-    Plain replacement, not str.format (as evaluate/mgsm.py's `render`): a template may hold
-    other braces (LaTeX `\\boxed{}`), and a prompt holding "{language}" is left as it is.
-    """
+    """The user turn: the prompt, wrapped by the task template when one is configured
+    (filled as every template is, lidr/text/templates.py: other braces stay as they are)."""
     if task_template is None:
         return prompt.text
-    language = get_language(prompt.language).name
-    return task_template.replace("{language}", language).replace("{prompt}", prompt.text)
+    return render(task_template, prompt.text, prompt.language)
 
 
 def generation_requests(

@@ -1,10 +1,10 @@
 """MGSM-style math evaluation: accuracy of the final number, and the off-target rate
 (share of answers not written in the question's language).
 
-Templates are data: a name from `MATH_TEMPLATES`, or any string with `{question}` (and
-optionally `{language}`, the language's English name). Items come from MGSM files
-(`query`/`response`), GSM8K files (`instruction` or `question` + `final_answer`, or an
-`answer` ending in `#### N`) or plain `{question, answer}` files.
+The template is a preset name or any text with `{prompt}` (or `{question}`) and optionally
+`{language}` (lidr/text/templates.py). Items come from MGSM files (`query`/`response`),
+GSM8K files (`instruction` or `question` + `final_answer`, or an `answer` ending in
+`#### N`) or plain `{question, answer}` files.
 
 Outputs, in `out_dir`: `mgsm.json` (see `evaluate.base`; per language the counts, the
 rates and their 95 % Wilson intervals `accuracy_ci` / `off_target_ci`) and
@@ -17,50 +17,22 @@ item (`lidr.evaluate.stats.mcnemar_exact`), without rerunning the model. The res
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from lidr.config import PAPER_MATH_TEMPLATE, ConfigError
+from lidr.config import ConfigError, GenerationConfig, MgsmTask
 from lidr.data.prompts import DataError, read_records
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
-from lidr.text.answers import answers_match, extract_answer
-from lidr.evaluate.base import text_of, write_result
-from lidr.text.langid import detect_language
+from lidr.engines.configured import engine_from_config
+from lidr.evaluate.base import data_files, text_of, write_result
 from lidr.evaluate.stats import wilson_interval
-from lidr.languages import get_language
 from lidr.store import write_text_atomic
+from lidr.text.answers import answers_match, extract_answer
+from lidr.text.langid import detect_language
+from lidr.text.templates import render, resolve_template
 
 ITEMS_FILE = "mgsm_generations.jsonl"
-
-MATH_TEMPLATES: dict[str, str] = {
-    # Short and explicit: a 135M model follows one instruction per sentence better than a
-    # paragraph. The English closing phrase is deliberate: `extract_answer` knows it, and
-    # it is too short to change the language detected for a whole worked answer.
-    "mgsm": (
-        "{question}\n\n"
-        "Solve this problem step by step. Write your reasoning and your answer in {language}. "
-        'End with a final line "The answer is N", where N is the final number.'
-    ),
-    "paper_math": PAPER_MATH_TEMPLATE.replace("{prompt}", "{question}"),
-}
-
-
-def resolve_template(template: str) -> str:
-    """The template text for a name in `MATH_TEMPLATES`, or a custom template as given."""
-    if template in MATH_TEMPLATES:
-        return MATH_TEMPLATES[template]
-    if "{question}" in template:
-        return template
-    raise ConfigError(
-        f"math template {template!r} is neither a known name ({', '.join(MATH_TEMPLATES)}) "
-        "nor a template with a {question} placeholder"
-    )
-
-
-def render(template: str, question: str, language: str) -> str:
-    """Fill a template. Plain replacement, not str.format: a custom template may hold other
-    braces (LaTeX `\\boxed{}`) that format() would reject."""
-    return template.replace("{question}", question).replace("{language}", get_language(language).name)
 
 
 def _gold_of(rec: dict[str, Any], where: str) -> str:
@@ -155,3 +127,17 @@ def write_outputs(out_dir: Path, rows: dict[str, list[dict[str, Any]]], model_na
     )
     return write_result(out_dir, "mgsm", model_name, {lang: _summary(r) for lang, r in rows.items()},
                         **extra, items=ITEMS_FILE)
+
+
+# ---- the task (lidr.evaluate.tasks) ----------------------------------------------------------
+
+def check(task: MgsmTask, languages: list[str], base_dir: Path | None, gen: GenerationConfig) -> None:
+    data_files(task.data, languages, base_dir)
+
+
+def run(task: MgsmTask, model_path: str, model_name: str, out_dir: Path, languages: list[str],
+        base_dir: Path | None, baseline_dir: Path | None, gen: GenerationConfig) -> dict[str, Any]:
+    files = data_files(task.data, languages, base_dir)
+    with closing(engine_from_config(gen, model_path, batch_size=task.batch_size)) as engine:
+        return evaluate_mgsm(engine, files, out_dir, model_name=model_name, template=task.template,
+                             limit=task.limit, max_new_tokens=task.max_new_tokens)

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from lidr.config import ConfigError
+from lidr.config import ConfigError, FidelityTask, GenerationConfig
 from lidr.data.prompts import DataError, read_records
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
-from lidr.evaluate.base import text_of, write_result
-from lidr.text.langid import detect_language
+from lidr.engines.configured import engine_from_config
+from lidr.evaluate.base import data_files, text_of, write_result
 from lidr.evaluate.stats import wilson_interval
 from lidr.store import write_text_atomic
+from lidr.text.langid import detect_language
 
 TOP_DETECTED = 5  # languages kept in each histogram; the long tail is noise from short texts
 NO_LANGUAGE = "none"  # histogram key for texts with no letters (detect_language gives None)
@@ -92,3 +94,17 @@ def evaluate_fidelity(
     languages = summarize_detections([(r["language"], r["detected_language"]) for r in rows])
     return write_result(out_dir, "fidelity", model_name, languages, max_new_tokens=max_new_tokens,
                         items=ITEMS_FILE)
+
+
+# ---- the task (lidr.evaluate.tasks) ----------------------------------------------------------
+
+def check(task: FidelityTask, languages: list[str], base_dir: Path | None, gen: GenerationConfig) -> None:
+    data_files(task.data, languages, base_dir)
+
+
+def run(task: FidelityTask, model_path: str, model_name: str, out_dir: Path, languages: list[str],
+        base_dir: Path | None, baseline_dir: Path | None, gen: GenerationConfig) -> dict[str, Any]:
+    files = data_files(task.data, languages, base_dir)
+    with closing(engine_from_config(gen, model_path, batch_size=task.batch_size)) as engine:
+        return evaluate_fidelity(engine, files, out_dir, model_name=model_name, limit=task.limit,
+                                 max_new_tokens=task.max_new_tokens)

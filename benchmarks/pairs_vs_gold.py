@@ -1,0 +1,108 @@
+"""How good is the self-made reward? A run's training data checked against gold answers.
+
+LIDR never sees gold answers: it prefers the model's translated English answer over its
+native one. On prompts that do have a gold number (the bundled arithmetic family), this
+script measures, per iteration and language, what that preference teaches:
+
+    answers    the model's own answers to the training prompts: share correct (the imbalance)
+    pairs      pairs kept after the gates, and among them
+               chosen ok   the chosen answer gives the gold number
+               rejected ok the rejected answer gives the gold number
+               helps       chosen right, rejected wrong (the pair teaches the right answer)
+               hurts       chosen wrong, rejected right (it teaches a wrong one)
+
+Shares carry Wilson 95 % intervals. Usage:
+
+    python benchmarks/pairs_vs_gold.py runs/evidence_arith [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import yaml
+
+from lidr import rundir
+from lidr.config import parse_config
+from lidr.data.prompts import read_records, resolve_path
+from lidr.evaluate.stats import wilson_interval
+from lidr.store import read_records as read_stage
+from lidr.text.answers import answers_match, extract_answer
+
+
+def gold_answers(run_dir: Path) -> dict[tuple[str, str], str]:
+    """(language, prompt id) -> gold answer, from every prompt block of the run's config."""
+    cfg = parse_config(yaml.safe_load(rundir.config_path(run_dir).read_text(encoding="utf-8")))
+    gold = {}
+    for block in cfg.prompts:
+        for lang in cfg.all_languages:
+            spec = block.paths[lang] if block.paths else block.path.replace("{lang}", lang)
+            for _, rec in read_records(resolve_path(spec, None)):
+                if "answer" in rec:
+                    gold[(lang, str(rec[block.id_key or "id"]))] = str(rec["answer"])
+    return gold
+
+
+def correct(text: str | None, gold: str) -> bool:
+    return bool(text) and answers_match(extract_answer(text), gold)
+
+
+def share(k: int, n: int) -> str:
+    if not n:
+        return "-"
+    lo, hi = wilson_interval(k, n)
+    return f"{k / n:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def iteration_rows(it_dir: Path, gold: dict[tuple[str, str], str]) -> list[list[str]]:
+    answers = defaultdict(lambda: [0, 0])
+    for r in read_stage(it_dir / "responses"):
+        g = gold.get((r["language"], str(r["prompt_id"])))
+        if g is not None:
+            answers[r["language"]][0] += correct(r["response"], g)
+            answers[r["language"]][1] += 1
+    pairs_file = it_dir / "pairs" / rundir.PAIRS_FILE
+    pairs = pq.read_table(pairs_file).to_pylist() if pairs_file.is_file() else []
+    counts = defaultdict(lambda: defaultdict(int))
+    for p in pairs:
+        g = gold.get((p["language"], str(p["prompt_id"])))
+        if g is None:
+            continue
+        c, r = correct(p["chosen"][-1]["content"], g), correct(p["rejected"][-1]["content"], g)
+        key = p["language"] if p.get("via_language") is None else f"{p['language']} (via {p['via_language']})"
+        for name, hit in (("n", True), ("chosen", c), ("rejected", r), ("helps", c and not r),
+                          ("hurts", r and not c)):
+            counts[key][name] += hit
+    rows = []
+    for lang, (k, n) in sorted(answers.items()):
+        rows.append([it_dir.name, lang, f"answers {share(k, n)} (n {n})", "", "", "", ""])
+    for key, c in sorted(counts.items()):
+        n = c["n"]
+        rows.append([it_dir.name, key, "", str(n), share(c["chosen"], n), share(c["rejected"], n),
+                     f"{share(c['helps'], n)} / {share(c['hurts'], n)}"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", type=Path)
+    args = ap.parse_args(argv)
+    gold = gold_answers(args.run_dir)
+    header = ["iteration", "language", "model's own answers correct", "pairs kept", "chosen correct",
+              "rejected correct", "helps / hurts"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for t, it_dir in rundir.iteration_dirs(args.run_dir).items():
+        if t == 0 or not (it_dir / "responses").is_dir():
+            continue
+        for row in iteration_rows(it_dir, gold):
+            print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
