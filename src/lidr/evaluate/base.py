@@ -67,3 +67,8 @@ def write_result(out_dir: Path, task: str, model: str, languages: dict[str, dict
     result = {"task": task, "model": model, "languages": languages, **extra}
     write_json_atomic(Path(out_dir) / f"{task}.json", result)
     return result
+
+
+def check_data(task: Any, languages: list[str], base_dir: Path | None, gen: Any = None) -> None:
+    """A task module's `check` when all it reads before a model loads is its data files."""
+    data_files(task.data, languages, base_dir)

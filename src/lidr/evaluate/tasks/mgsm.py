@@ -25,7 +25,7 @@ from lidr.config import ConfigError, GenerationConfig, MgsmTask
 from lidr.data.prompts import DataError, read_records
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
 from lidr.engines.configured import engine_from_config
-from lidr.evaluate.base import data_files, text_of, write_result
+from lidr.evaluate.base import check_data, data_files, text_of, write_result
 from lidr.evaluate.stats import wilson_interval
 from lidr.store import write_text_atomic
 from lidr.text.answers import answers_match, extract_answer
@@ -131,8 +131,7 @@ def write_outputs(out_dir: Path, rows: dict[str, list[dict[str, Any]]], model_na
 
 # ---- the task (lidr.evaluate.tasks) ----------------------------------------------------------
 
-def check(task: MgsmTask, languages: list[str], base_dir: Path | None, gen: GenerationConfig) -> None:
-    data_files(task.data, languages, base_dir)
+check = check_data  # its data files are all it reads before the model loads
 
 
 def run(task: MgsmTask, model_path: str, model_name: str, out_dir: Path, languages: list[str],
