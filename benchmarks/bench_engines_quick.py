@@ -18,7 +18,9 @@ from pathlib import Path
 
 from bench_engines import cpu_flags
 from common import machine
-from lidr.engines import ChatRequest, Sampling, make_engine
+from lidr.engines import ChatRequest, Sampling
+from lidr.engines.ct2 import CT2Engine
+from lidr.engines.hf import HFEngine
 from lidr.models import bundled_model_dir
 from lidr.stages.translate import CLOSE, PREFILL, translation_message
 
@@ -42,8 +44,9 @@ def main() -> None:
     print(f"machine: {info['cpu']}, {info['cores']} cores, flags {' '.join(cpu_flags())}", flush=True)
     model, reqs, sampling = str(bundled_model_dir()), requests(), Sampling(repetition_penalty=args.repetition_penalty)
     out, seconds = {}, {}
-    for kind, options in (("ct2", {}), ("hf", {"dtype": "float32"})):
-        engine = make_engine(kind, model, batch_size=32, **options)
+    for kind, make in (("ct2", lambda: CT2Engine(model, batch_size=32)),
+                       ("hf", lambda: HFEngine(model, dtype="float32", batch_size=32))):
+        engine = make()
         t0 = time.perf_counter()
         out[kind] = engine.generate(reqs, sampling)
         seconds[kind] = time.perf_counter() - t0

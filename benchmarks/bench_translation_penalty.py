@@ -27,8 +27,7 @@ from common import machine, save, timed
 
 from lidr import rundir
 from lidr.config import parse_config
-from lidr.engines import Sampling
-from lidr.engines.configured import engine_from_config
+from lidr.engines import Sampling, engine_from_config
 from lidr.evaluate.stats import mcnemar_exact, wilson_interval
 from lidr.models import resolve_model
 from lidr.stages import translate

@@ -357,7 +357,7 @@ HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 @pytest.mark.parametrize("key_set", [True, False])
 def test_readiness_probe_sends_the_key(tmp_path, monkeypatch, key_set):
     from lidr.config import OpenAIOptions
-    from lidr.engines.configured import openai_engine
+    from lidr.engines.openai import openai_engine
 
     script = tmp_path / "keyed_server.py"
     script.write_text(KEYED_SERVER)

@@ -9,9 +9,11 @@ from types import SimpleNamespace
 import pytest
 
 from lidr.chat import format_chat
-from lidr.engines import ChatRequest, Sampling, make_engine
+from lidr.config import GenerationConfig
+from lidr.engines import ChatRequest, Sampling, engine_from_config
 from lidr.engines.vllm import (
     EngineUnavailable,
+    VLLMEngine,
     completion_from_output,
     prompt_token_ids,
     sampling_kwargs,
@@ -133,13 +135,14 @@ def test_text_is_cut_after_the_first_stop_string():
 @pytest.mark.skipif(HAS_VLLM, reason="vllm is installed here")
 def test_engine_without_vllm_names_the_extra(smollm2_dir):
     with pytest.raises(EngineUnavailable, match=r"lidr\[vllm\]") as e:
-        make_engine("vllm", str(smollm2_dir), tensor_parallel_size=1)
+        VLLMEngine(str(smollm2_dir), tensor_parallel_size=1)
     assert isinstance(e.value, ValueError) and "engine: hf" in str(e.value)
 
 
 def test_unknown_engine_lists_vllm():
     with pytest.raises(ValueError, match="hf, ct2, openai, vllm"):
-        make_engine("nope", "m")
+        # A name the config would refuse, past validation: the factory refuses it too.
+        engine_from_config(GenerationConfig.model_construct(engine="nope"), "m")
 
 
 def _gpu_used() -> int:
@@ -160,7 +163,7 @@ def test_vllm_engine_on_smollm2(smollm2_dir):
         ChatRequest("d", user, max_new_tokens=64, stop=("e",)),  # English text has an "e" soon
     ]
     calls = []
-    engine = make_engine("vllm", str(smollm2_dir), gpu_memory_utilization=0.3, enforce_eager=True)
+    engine = VLLMEngine(str(smollm2_dir), gpu_memory_utilization=0.3, enforce_eager=True)
     try:
         out = engine.generate(reqs, Sampling(), progress=lambda n, t: calls.append((n, t)))
         # The model runs in vLLM's engine process: the device's used memory tells, not this process's.

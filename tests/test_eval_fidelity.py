@@ -31,9 +31,9 @@ def test_fidelity_of_records_on_known_texts():
 
 @pytest.fixture(scope="module")
 def engine(smollm2_dir):
-    from lidr.engines import make_engine
+    from lidr.engines.hf import HFEngine
 
-    eng = make_engine("hf", str(smollm2_dir), batch_size=4)
+    eng = HFEngine(str(smollm2_dir), batch_size=4)
     yield eng
     eng.close()
 

@@ -157,10 +157,10 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def engine(smollm2_dir, tmp_path_factory):
     """One tiny model, both the evaluated model and its judge (as the paper's self-judging)."""
-    from lidr.engines import make_engine
+    from lidr.engines.hf import HFEngine
 
     model = train_answering_model(tmp_path_factory.mktemp("judge-llama"), smollm2_dir, _taught_chats())
-    eng = make_engine("hf", str(model), batch_size=8)
+    eng = HFEngine(str(model), batch_size=8)
     yield eng
     eng.close()
 

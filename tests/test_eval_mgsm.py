@@ -84,9 +84,9 @@ def test_templates():
 
 @pytest.fixture(scope="module")
 def engine(smollm2_dir):
-    from lidr.engines import make_engine
+    from lidr.engines.hf import HFEngine
 
-    eng = make_engine("hf", str(smollm2_dir), batch_size=9)
+    eng = HFEngine(str(smollm2_dir), batch_size=9)
     yield eng
     eng.close()
 

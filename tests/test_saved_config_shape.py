@@ -2,7 +2,7 @@
 
 Their config.yaml holds every task in the flat shape: each task carried every kind's
 fields (`template: mgsm, judge: null, ..., families: []` on an mgsm task). The same
-config in today's shape must compare equal in `Pipeline._check_run_dir`, and parse;
+config in today's shape must compare equal in `rundir.check_saved_config`, and parse;
 a real change must still be refused.
 """
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from lidr.config import ConfigError, load_config, parse_config, to_yaml
-from lidr.pipeline import Pipeline
+from lidr.rundir import check_saved_config
 from lidr.store import RunDirError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -65,7 +65,7 @@ def check_against(saved: dict, cfg, run_dir: Path) -> None:
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False, allow_unicode=True),
                                          encoding="utf-8")
-    Pipeline(cfg, run_dir, None)._check_run_dir()
+    check_saved_config(run_dir, cfg, print)
 
 
 def test_the_flat_shape_fixture_is_the_saved_shape():

@@ -13,7 +13,8 @@ from rich.console import Console
 from lidr.chat import ChatTemplateError
 from pydantic import ValidationError
 
-from lidr.config import EVAL_TASKS, ConfigError, RunConfig, _format_error, demo_config, load_config, parse_config
+from lidr.config import ENGINES, EVAL_TASKS, ConfigError, RunConfig, _format_error, demo_config, load_config, \
+    parse_config
 from lidr.data.prompts import DataError
 from lidr.engines.base import EngineError
 from lidr.languages import UnknownLanguageError
@@ -29,8 +30,8 @@ if not console.is_terminal:
 USER_ERRORS = (ConfigError, DataError, ModelError, RunDirError, UnknownLanguageError, ChatTemplateError, EngineError)
 
 
-ENGINE_HELP = ("auto (ct2 on a CPU, vllm or hf on a GPU) | hf (transformers, any device) | ct2 (CTranslate2, "
-               "fast on CPUs) | vllm (GPU, lidr[vllm]) | openai (an OpenAI-compatible server)")
+ENGINE_HELP = " | ".join(f"{name} ({text})" for name, text in
+                         {"auto": "ct2 on a CPU, vllm or hf on a GPU", **ENGINES}.items())
 
 
 def _engine_option():
@@ -226,8 +227,7 @@ def translate_prompts_cmd(
     """Translate English-only prompts into aligned prompt files that `lidr run` reads."""
     from lidr.config import PromptSource
     from lidr.data.prompts import load_aligned
-    from lidr.engines import Sampling
-    from lidr.engines.configured import check_engine, engine_from_config
+    from lidr.engines import Sampling, check_engine, engine_from_config
     from lidr.languages import get_language
     from lidr.models import resolve_model
     from lidr.stages.translate_prompts import translate_prompts

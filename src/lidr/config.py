@@ -124,13 +124,22 @@ class CT2Options(_Section):
     intra_threads: int = Field(default=0, ge=0, le=1024)  # 0: every core this process may use
 
 
-ENGINES = ("auto", "hf", "ct2", "vllm", "openai")
+# The engine registry: each name is a module lidr/engines/<name>.py with a `build()` (see
+# lidr.engines), and its line of `--engine` help. `engine: auto` stands for one of them on
+# this machine (lidr.engines.resolve_engine).
+ENGINES: dict[str, str] = {
+    "hf": "transformers, any device",
+    "ct2": "CTranslate2, fast on CPUs",
+    "openai": "an OpenAI-compatible server",
+    "vllm": "GPU, lidr[vllm]",
+}
+EngineName = Literal[("auto", *ENGINES)]
 
 
 class GenerationConfig(_Section):
     # auto: ct2 on a CPU-only machine (hf when CTranslate2 is missing); on a GPU, vllm when
     # installed, else hf.
-    engine: Literal["auto", "hf", "ct2", "vllm", "openai"] = "auto"
+    engine: EngineName = "auto"
     ct2: CT2Options = Field(default_factory=CT2Options)
     vllm: VLLMOptions = Field(default_factory=VLLMOptions)
     openai: OpenAIOptions = Field(default_factory=OpenAIOptions)
@@ -328,7 +337,7 @@ class XAlpacaEvalTask(EvalTask):
     judge: str | None = None  # the judge model (path, hub id, or a served model's name)
     # The judge's engine; default: the run's generation engine. `judge_openai` replaces
     # generation.openai for the judge (a hosted API, its own key).
-    judge_engine: Literal["auto", "hf", "ct2", "vllm", "openai"] | None = None
+    judge_engine: EngineName | None = None
     judge_openai: OpenAIOptions | None = None
     # Outputs to compare against, model_outputs.json per language ({lang} template), or "M0"
     # for head-to-head against this run's starting model.

@@ -26,8 +26,7 @@ from rich.console import Console
 from lidr import cards, rundir, stopping, tracking
 from lidr.config import RunConfig, to_yaml
 from lidr.data.prompts import Prompt, load_aligned, read_records, resolve_path
-from lidr.engines import Sampling
-from lidr.engines.configured import check_engine, engine_from_config, resolve_engine
+from lidr.engines import Sampling, check_engine, engine_from_config, resolve_engine
 from lidr.evaluate.runner import check_task, evaluate_in_run
 from lidr.models import model_ok, resolve_model
 from lidr.progress import stage_progress

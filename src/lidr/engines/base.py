@@ -7,6 +7,8 @@ them. An engine formats each request through the model's chat template (see
 
 from __future__ import annotations
 
+import gc
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -64,12 +66,35 @@ class Engine(Protocol):
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, bool]:
-    """`text` cut after the first stop string it contains, keeping that string; and whether one was found."""
-    found = [(k, s) for s in stops if (k := text.find(s)) >= 0]
-    if not found:
+    """`text` cut after the first stop string it contains, keeping that string; and whether one was found.
+
+    "First" is the one that ends first: where generation, which checks after every token,
+    stopped. Every engine cuts its text here, so all of them end a text at the same place.
+    """
+    ends = [k + len(s) for s in stops if (k := text.find(s)) >= 0]
+    if not ends:
         return text, False
-    k, s = min(found)
-    return text[: k + len(s)], True
+    return text[: min(ends)], True
+
+
+def request_seed(seed: int, request_id: str, *, bits: int = 31) -> int:
+    """The sampling seed for one request (or a batch, from its first request's id).
+
+    From the id, not the position: the same request samples the same text in any batch,
+    and a resumed run regenerates it. Reduced to `bits` bits: vLLM, CTranslate2 and servers
+    take a 31-bit seed; torch takes 64 bits (the hf engine's seeds, unreduced).
+    """
+    return (seed + zlib.crc32(request_id.encode())) % 2**bits
+
+
+def free_accelerator_memory() -> None:
+    """Collect a closed model's objects, then give PyTorch's cached GPU memory back, so that
+    training (or the next engine) gets the memory."""
+    import torch  # here: the openai engine runs without loading torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def in_sorted_batches(requests: list[ChatRequest], lengths: list[int], batch_size: int,

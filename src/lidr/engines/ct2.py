@@ -18,13 +18,13 @@ import hashlib
 import os
 import shutil
 import time
-import zlib
 from pathlib import Path
 from typing import Any, Callable
 
 from lidr.chat import format_chat
+from lidr.config import GenerationConfig
 from lidr.engines.base import ChatRequest, Completion, EngineError, ProgressFn, Sampling, cut_at_stop, \
-    in_sorted_batches
+    in_sorted_batches, request_seed
 
 # Files whose bytes define a model's converted form (weights, architecture, vocabulary).
 _HASHED = ("config.json", "tokenizer.json")
@@ -48,6 +48,18 @@ def require_ctranslate2() -> Any:
             f"the ct2 engine needs CTranslate2: pip install ctranslate2==4.8.5 ({e}); `engine: hf` runs anywhere"
         ) from None
     return ctranslate2
+
+
+def check() -> None:
+    """Fail before a run writes anything when CTranslate2 is missing."""
+    require_ctranslate2()
+
+
+def build(gen: GenerationConfig, model_path: str, *, batch_size: int | None, seed: int,
+          log: Callable[[str], None]) -> CT2Engine:
+    """The engine for `engine: ct2`; `batch_size` overrides gen.batch_size."""
+    return CT2Engine(model_path, device=gen.device, batch_size=batch_size or gen.batch_size, log=log,
+                     **gen.ct2.model_dump())
 
 
 def model_hash(model_dir: Path) -> str:
@@ -174,7 +186,7 @@ class CT2Engine:
         rows = [_Row(self.tokenizer, r, self.stop_ids) for r in reqs]
         greedy = sampling.temperature <= 0
         if not greedy:  # seeded from the batch's first id, like the hf engine: a resume regenerates it
-            self._reseed((sampling.seed + zlib.crc32(reqs[0].id.encode())) % 2**31)
+            self._reseed(request_seed(sampling.seed, reqs[0].id))
         self.generator.generate_batch(
             [self.tokenizer.convert_ids_to_tokens(ids) for ids in prompt_ids],
             max_length=max(r.max_new_tokens for r in reqs),

@@ -8,13 +8,21 @@ at batch 32 on a 2-core EPYC).
 
 from __future__ import annotations
 
-import gc
-import zlib
+from typing import Callable
 
 import torch
 
 from lidr.chat import format_chat
-from lidr.engines.base import ChatRequest, Completion, ProgressFn, Sampling, in_sorted_batches
+from lidr.config import GenerationConfig
+from lidr.engines.base import ChatRequest, Completion, ProgressFn, Sampling, cut_at_stop, free_accelerator_memory, \
+    in_sorted_batches, request_seed
+
+
+def build(gen: GenerationConfig, model_path: str, *, batch_size: int | None, seed: int,
+          log: Callable[[str], None]) -> HFEngine:
+    """The engine for `engine: hf`; `batch_size` overrides gen.batch_size."""
+    return HFEngine(model_path, dtype=gen.dtype, device=gen.device, batch_size=batch_size or gen.batch_size,
+                    evict_every=gen.evict_every)
 
 
 def pick_device(device: str = "auto") -> str:
@@ -77,7 +85,7 @@ class HFEngine:
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         stops = sorted({s for r in reqs for s in r.stop})
         # Seed from the batch's first id: a resumed run regenerates a batch identically.
-        torch.manual_seed(sampling.seed + zlib.crc32(reqs[0].id.encode()))
+        torch.manual_seed(request_seed(sampling.seed, reqs[0].id, bits=64))
         kwargs = dict(
             do_sample=sampling.temperature > 0,
             repetition_penalty=sampling.repetition_penalty,
@@ -140,15 +148,9 @@ class HFEngine:
         finish = "stop" if ended is not None else "length"
         if len(ids) > req.max_new_tokens:  # the batch ran to another request's larger cap
             ids, finish = ids[: req.max_new_tokens], "length"
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        for s in req.stop:  # cut after the first stop string, keeping it
-            k = text.find(s)
-            if k >= 0:
-                text, finish = text[: k + len(s)], "stop"
-        return Completion(req.id, text, finish, len(ids))
+        text, stopped = cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), req.stop)
+        return Completion(req.id, text, "stop" if stopped else finish, len(ids))
 
     def close(self) -> None:
         del self.model
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_accelerator_memory()

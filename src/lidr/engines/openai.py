@@ -37,8 +37,8 @@ import logging
 import os
 import random
 import re
-import zlib
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 try:
@@ -47,7 +47,9 @@ except ImportError:  # pragma: no cover - older huggingface_hub
     import httpx  # type: ignore[no-redef]
 
 from lidr.chat import format_chat
-from lidr.engines.base import ChatRequest, Completion, EngineError, ProgressFn, Sampling
+from lidr.config import GenerationConfig, OpenAIOptions
+from lidr.engines.base import ChatRequest, Completion, Engine, EngineError, ProgressFn, Sampling, cut_at_stop, \
+    request_seed
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,36 @@ _UNKNOWN_MODEL = re.compile(
 )
 _PREFILL_FIELDS = ("continue_final_message", "add_generation_prompt")
 _MAX_DELAY = 60.0  # seconds: a backoff or Retry-After longer than this is capped
+
+
+def build(gen: GenerationConfig, model_path: str, *, batch_size: int | None, seed: int,
+          log: Callable[[str], None]) -> Engine:
+    """The engine for `engine: openai`, as `gen.openai` says (the server batches; seeds go per request)."""
+    return openai_engine(gen.openai, model_path)
+
+
+def openai_engine(opts: OpenAIOptions, model_path: str) -> Engine:
+    """The OpenAI-compatible engine for `model_path`, on a server started for it when
+    `opts.serve_command` is set. The tokenizer (for prefills sent to /v1/completions) is
+    the model's own when `model_path` is a local directory."""
+    tokenizer = model_path if Path(model_path).is_dir() else None
+    options = dict(model=opts.model_name or model_path, api_key_env=opts.api_key_env,
+                   concurrency=opts.concurrency, timeout=opts.timeout, max_retries=opts.max_retries,
+                   backoff=opts.backoff, extra_body=opts.extra_body, tokenizer_path=tokenizer,
+                   prefill_via=opts.prefill_via if tokenizer or opts.prefill_via == "chat" else "chat")
+    if opts.serve_command is None:
+        return OpenAIEngine(opts.url(), **options)
+    from lidr.engines.server import ServedEngine, ServerProcess, free_port  # server.py builds on this module
+
+    port = free_port()
+    server = ServerProcess(opts.serve_command, model_path, port, opts.serve_start_timeout)
+    api_key = os.environ.get(opts.api_key_env) if opts.api_key_env else None
+    server.start(opts.url(port) + "/models", api_key)  # the readiness probe carries the key too
+    try:
+        return ServedEngine(server, OpenAIEngine(opts.url(port), **options))
+    except BaseException:
+        server.stop()
+        raise
 
 
 class _PrefillRejected(Exception):
@@ -207,9 +239,7 @@ class OpenAIEngine:
         body["temperature"] = s.temperature
         if s.temperature > 0:
             body["top_p"] = s.top_p
-            # Per-request seed from the id: the same request samples the same text however
-            # the run is batched or resumed (greedy needs none).
-            body["seed"] = (s.seed + zlib.crc32(req.id.encode())) % 2**31
+            body["seed"] = request_seed(s.seed, req.id)  # greedy needs none
         if s.repetition_penalty != 1.0:
             body["repetition_penalty"] = s.repetition_penalty
         if req.stop:
@@ -348,10 +378,9 @@ def _completion(req: ChatRequest, text: str, choice: dict[str, Any], data: dict[
 
 def settle_stop(text: str, finish: str, matched: str | None, stops: tuple[str, ...]) -> tuple[str, str]:
     """Make a text ended by a stop string end with exactly that string (the engine contract)."""
-    cut = [(k, s) for s in stops if (k := text.find(s)) >= 0]
-    if cut:  # kept by the server, maybe with the rest of the token that completed it
-        k, s = min(cut)
-        return text[: k + len(s)], "stop"
+    text, stopped = cut_at_stop(text, stops)
+    if stopped:  # kept by the server, maybe with the rest of the token that completed it
+        return text, "stop"
     if finish == "stop" and matched in stops:  # stripped by the server, which said which
         return text + matched, "stop"
     return text, finish

@@ -12,12 +12,12 @@ The helpers `sampling_kwargs`, `prompt_token_ids` and `completion_from_output` n
 from __future__ import annotations
 
 import contextlib
-import gc
-import zlib
-from typing import Any
+from typing import Any, Callable
 
 from lidr.chat import format_chat
-from lidr.engines.base import ChatRequest, Completion, EngineError, ProgressFn, Sampling
+from lidr.config import GenerationConfig
+from lidr.engines.base import ChatRequest, Completion, EngineError, ProgressFn, Sampling, cut_at_stop, \
+    free_accelerator_memory, request_seed
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -38,6 +38,17 @@ def require_vllm() -> Any:
     return vllm
 
 
+def check() -> None:
+    """Fail before a run writes anything when vLLM is missing."""
+    require_vllm()
+
+
+def build(gen: GenerationConfig, model_path: str, *, batch_size: int | None, seed: int,
+          log: Callable[[str], None]) -> VLLMEngine:
+    """The engine for `engine: vllm`: vLLM schedules its own batches (batch_size is not used)."""
+    return VLLMEngine(model_path, dtype=gen.dtype, seed=seed, **gen.vllm.model_dump())
+
+
 def sampling_kwargs(request: ChatRequest, sampling: Sampling) -> dict[str, Any]:
     """Keyword arguments of `vllm.SamplingParams` for one request."""
     greedy = sampling.temperature <= 0
@@ -50,7 +61,7 @@ def sampling_kwargs(request: ChatRequest, sampling: Sampling) -> dict[str, Any]:
         include_stop_str_in_output=True,  # the text ends with the stop string, as on the hf engine
         skip_special_tokens=True,
         # From the id, not the position: the same request samples the same text in any batch.
-        seed=(sampling.seed + zlib.crc32(request.id.encode())) % 2**31,
+        seed=request_seed(sampling.seed, request.id),
     )
 
 
@@ -63,13 +74,9 @@ def prompt_token_ids(tokenizer: Any, request: ChatRequest) -> list[int]:
 def completion_from_output(request: ChatRequest, output: Any) -> Completion:
     """A `Completion` from a vLLM `RequestOutput` (its first, and only, sequence)."""
     seq = output.outputs[0]
-    text = seq.text
     finish = "stop" if seq.finish_reason == "stop" else "length"  # None, "abort": cut short
-    cut = [(k, s) for s in request.stop if (k := text.find(s)) >= 0]
-    if cut:  # end after the first stop string, keeping it
-        k, s = min(cut)
-        text, finish = text[: k + len(s)], "stop"
-    return Completion(request.id, text, finish, len(seq.token_ids))
+    text, stopped = cut_at_stop(seq.text, request.stop)
+    return Completion(request.id, text, "stop" if stopped else finish, len(seq.token_ids))
 
 
 class VLLMEngine:
@@ -147,8 +154,4 @@ def _release_gpu() -> None:
         else:
             ps.destroy_model_parallel()
             ps.destroy_distributed_environment()
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    free_accelerator_memory()

@@ -19,7 +19,7 @@ from typing import Any
 from lidr.config import ConfigError, FidelityTask, GenerationConfig
 from lidr.data.prompts import DataError, read_records
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
-from lidr.engines.configured import engine_from_config
+from lidr.engines import engine_from_config
 from lidr.evaluate.base import check_data, data_files, text_of, write_result
 from lidr.evaluate.stats import wilson_interval
 from lidr.store import write_text_atomic

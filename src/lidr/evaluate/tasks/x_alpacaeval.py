@@ -16,7 +16,7 @@ from typing import Any
 
 from lidr.config import GenerationConfig, XAlpacaEvalTask
 from lidr.engines.base import Engine
-from lidr.engines.configured import engine_from_config
+from lidr.engines import engine_from_config
 from lidr.evaluate.base import data_files
 from lidr.evaluate.judge import evaluate_x_alpacaeval, generate_outputs, outputs_path
 from lidr.models import resolve_model
