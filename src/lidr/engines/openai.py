@@ -25,8 +25,7 @@ Non-standard sampling: `repetition_penalty` is sent only when it is not 1.0 (vLL
 accept it); a server that rejects it is an error, not a silent change of sampling (transformers
 serve takes it through `extra_body={"generation_config": '{"repetition_penalty": 1.1}'}`).
 
-HTTP client: `httpx2` (pydantic's httpx, a dependency of huggingface_hub and so always
-installed with transformers); plain `httpx` is used where httpx2 is absent.
+HTTP client: see `lidr.engines.http`.
 """
 
 from __future__ import annotations
@@ -41,15 +40,11 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-try:
-    import httpx2 as httpx
-except ImportError:  # pragma: no cover - older huggingface_hub
-    import httpx  # type: ignore[no-redef]
-
 from lidr.chat import format_chat
 from lidr.config import GenerationConfig, OpenAIOptions
 from lidr.engines.base import ChatRequest, Completion, Engine, EngineError, ProgressFn, Sampling, cut_at_stop, \
     request_seed
+from lidr.engines.http import httpx
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lidr.engines.base import ChatRequest, Completion, ProgressFn, Sampling
-from lidr.engines.openai import EngineError, OpenAIEngine, httpx
+from lidr.engines.base import ChatRequest, Completion, Engine, EngineError, ProgressFn, Sampling
+from lidr.engines.http import httpx
 
 POLL_S = 1.0
 STOP_GRACE_S = 30.0
@@ -91,11 +91,11 @@ def _answers(url: str, api_key: str | None = None) -> bool:
 
 
 class ServedEngine:
-    """The `openai` engine on a server started for this model; `close()` stops the server."""
+    """An engine (the `openai` one) on a server started for this model; `close()` stops the server."""
 
     name = "openai"
 
-    def __init__(self, server: ServerProcess, engine: OpenAIEngine):
+    def __init__(self, server: ServerProcess, engine: Engine):
         self.server = server
         self.engine = engine
 
