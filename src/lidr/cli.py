@@ -13,8 +13,8 @@ from rich.console import Console
 from lidr.chat import ChatTemplateError
 from pydantic import ValidationError
 
-from lidr.config import ENGINES, EVAL_TASKS, ConfigError, RunConfig, _format_error, demo_config, load_config, \
-    parse_config
+from lidr.config import ENGINES, EVAL_TASKS, ConfigError, EvalTask, LmEvalTask, MgsmTask, OpenAIOptions, RunConfig, \
+    XAlpacaEvalTask, _format_error, demo_config, load_config, parse_config
 from lidr.data.prompts import DataError
 from lidr.engines.base import EngineError
 from lidr.languages import UnknownLanguageError
@@ -38,18 +38,21 @@ def _engine_option():
     return typer.Option("auto", "--engine", help=ENGINE_HELP)
 
 
+def _help(section: type, field: str) -> str:
+    """An option's help: the config field's own description (one source for both)."""
+    return section.model_fields[field].description
+
+
 def _base_url_option():
-    return typer.Option(None, "--base-url", help="openai: the server's API root (default http://127.0.0.1:8000/v1)")
+    return typer.Option(None, "--base-url", help=_help(OpenAIOptions, "base_url"))
 
 
 def _api_key_env_option():
-    return typer.Option(None, "--api-key-env", help="openai: environment variable holding the API key "
-                        "(default: no key is sent)")
+    return typer.Option(None, "--api-key-env", help=_help(OpenAIOptions, "api_key_env"))
 
 
 def _serve_command_option():
-    return typer.Option(None, "--serve-command",
-                        help="openai: start this server for the model, e.g. 'vllm serve {model} --port {port}'")
+    return typer.Option(None, "--serve-command", help=_help(OpenAIOptions, "serve_command"))
 
 
 def _generation_config(engine: str, base_url: Optional[str], api_key_env: Optional[str], serve_command: Optional[str],
@@ -158,23 +161,22 @@ def demo(
 def eval_(
     model: str = typer.Option(..., "--model", help="model directory, hub id, or bundled:smollm2-135m-instruct"),
     task: str = typer.Option(..., "--task", help=" | ".join(EVAL_TASKS)),
-    data: list[str] = typer.Option([], "--data", help="data file(s): one path with {lang}, or files named by language"),
+    data: list[str] = typer.Option([], "--data", help=_help(EvalTask, "data")),
     languages: list[str] = typer.Option([], "--languages", help="language codes (repeat, or comma-separated)"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N items per language"),
-    judge: Optional[str] = typer.Option(None, "--judge", help="x_alpacaeval: the judge model"),
-    baseline: Optional[str] = typer.Option(None, "--baseline",
-                                           help="x_alpacaeval: model_outputs.json per language ({lang} template)"),
-    families: list[str] = typer.Option([], "--families", help="lm_eval: task families (m_mmlu, arc, ...)"),
-    template: str = typer.Option("mgsm", "--template", help="mgsm: a preset (mgsm, paper_math) or a template with {prompt}"),
-    max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help=_help(EvalTask, "limit")),
+    judge: Optional[str] = typer.Option(None, "--judge", help=_help(XAlpacaEvalTask, "judge")),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help=_help(XAlpacaEvalTask, "baseline")),
+    families: list[str] = typer.Option([], "--families", help=_help(LmEvalTask, "families")),
+    template: str = typer.Option("mgsm", "--template", help=_help(MgsmTask, "template")),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1, help=_help(EvalTask, "max_new_tokens")),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help=_help(EvalTask, "batch_size")),
     output: Path = typer.Option(..., "--output", "-o", help="folder for <task>.json and raw outputs"),
     engine: str = _engine_option(),
     base_url: Optional[str] = _base_url_option(),
     api_key_env: Optional[str] = _api_key_env_option(),
     serve_command: Optional[str] = _serve_command_option(),
-    judge_engine: Optional[str] = typer.Option(None, "--judge-engine", help="x_alpacaeval: the judge's engine "
-                                               "(default: --engine); openai judges use --judge-base-url"),
+    judge_engine: Optional[str] = typer.Option(None, "--judge-engine", help=_help(XAlpacaEvalTask, "judge_engine")
+                                               + "; openai judges use --judge-base-url"),
     judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="x_alpacaeval: the judge's server"),
 ) -> None:
     """Evaluate one model on one task; writes OUTPUT/<task>.json plus raw generations."""
@@ -225,7 +227,7 @@ def translate_prompts_cmd(
     serve_command: Optional[str] = _serve_command_option(),
 ) -> None:
     """Translate English-only prompts into aligned prompt files that `lidr run` reads."""
-    from lidr.config import PromptSource
+    from lidr.config import PromptSource, TranslationConfig
     from lidr.data.prompts import load_aligned
     from lidr.engines import Sampling, check_engine, engine_from_config
     from lidr.languages import get_language
@@ -246,7 +248,8 @@ def translate_prompts_cmd(
     _quiet_libraries()
     stats = translate_prompts(
         prompts, targets, output, lambda: engine_from_config(gen, model_path),
-        sampling=Sampling(repetition_penalty=1.1), max_new_tokens=max_new_tokens, text_key=text_key)
+        sampling=Sampling(repetition_penalty=TranslationConfig().repetition_penalty),  # as the translation stage
+        max_new_tokens=max_new_tokens, text_key=text_key)
     failed = "; ".join(f"{lang}: {sum(c.values())} failed" + (f" {c}" if c else "")
                        for lang, c in stats["failed"].items())
     typer.echo(f"{stats['kept']} of {stats['prompts']} prompts translated into every language ({failed})")

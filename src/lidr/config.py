@@ -79,13 +79,15 @@ class OpenAIOptions(_Section):
     and `{port}` filled in, waits until `/v1/models` answers, and stops it before training.
     """
 
-    # Default: http://127.0.0.1:8000/v1, or http://127.0.0.1:{port}/v1 with serve_command.
-    base_url: str | None = None
+    base_url: str | None = Field(default=None, description=(
+        "openai: the server's API root (default http://127.0.0.1:8000/v1, or http://127.0.0.1:{port}/v1 "
+        "with serve_command)"))
     # The model name sent in requests; default: the path of the model being run (M0, M1, ...).
     model_name: str | None = None
-    # The environment variable holding the API key, read at run time and never written to disk.
-    # None: no key is sent (so no key reaches a server the user did not name it for).
-    api_key_env: str | None = None
+    # Read at run time and never written to disk; None: no key is sent (so no key reaches a
+    # server the user did not name it for).
+    api_key_env: str | None = Field(default=None, description=(
+        "openai: the environment variable holding the API key (default: no key is sent)"))
     concurrency: int = Field(default=8, ge=1, le=4096)
     timeout: float = Field(default=120.0, gt=0.0)
     max_retries: int = Field(default=5, ge=0, le=100)
@@ -94,7 +96,8 @@ class OpenAIOptions(_Section):
     # /v1/completions when refused; "completions": always format the prompt here.
     prefill_via: Literal["chat", "completions"] = "chat"
     extra_body: dict[str, Any] = Field(default_factory=dict)
-    serve_command: str | None = None
+    serve_command: str | None = Field(default=None, description=(
+        "openai: start this server for each model, e.g. 'vllm serve {model} --port {port}'"))
     serve_start_timeout: float = Field(default=900.0, gt=0.0)
 
     @model_validator(mode="after")
@@ -131,7 +134,7 @@ ENGINES: dict[str, str] = {
     "hf": "transformers, any device",
     "ct2": "CTranslate2, fast on CPUs",
     "openai": "an OpenAI-compatible server",
-    "vllm": "GPU, lidr[vllm]",
+    "vllm": "vLLM on a GPU; the vllm extra",
 }
 EngineName = Literal[("auto", *ENGINES)]
 
@@ -279,12 +282,12 @@ class EvalTask(_Section):
     # The result's name (iter_<t>/eval/<label>.json); default: the task. Two tasks of one kind
     # (x_alpacaeval against references and against M0) need distinct labels.
     label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    # Data files: one path with {lang}, or files named by language (mgsm_es.jsonl).
-    data: list[str] = Field(default_factory=list)
-    languages: list[str] | None = None  # default: the run's languages
-    limit: int | None = Field(default=None, ge=1)
-    max_new_tokens: int = Field(default=256, ge=1, le=32768)
-    batch_size: int = Field(default=16, ge=1, le=4096)
+    data: list[str] = Field(default_factory=list, description=(
+        "data file(s): one path with {lang}, or files named by language (mgsm_es.jsonl)"))
+    languages: list[str] | None = Field(default=None, description="language codes (default: the run's languages)")
+    limit: int | None = Field(default=None, ge=1, description="the first N items per language")
+    max_new_tokens: int = Field(default=256, ge=1, le=32768, description="new tokens per answer at most")
+    batch_size: int = Field(default=16, ge=1, le=4096, description="requests per engine batch")
 
     # The metrics a stopping rule may read; None: known only once the task ran.
     metrics: ClassVar[tuple[str, ...] | None] = None
@@ -314,7 +317,8 @@ class EvalTask(_Section):
 
 class MgsmTask(EvalTask):
     task: Literal["mgsm"] = "mgsm"
-    template: str = "mgsm"  # a preset name, or a template with {prompt} (or {question})
+    template: str = Field(default="mgsm", description=(
+        "mgsm: a preset (mgsm, paper_math) or a template with {prompt} (or {question}) and optionally {language}"))
 
     metrics: ClassVar[tuple[str, ...] | None] = ("accuracy", "off_target")
 
@@ -334,14 +338,15 @@ class FidelityTask(EvalTask):
 
 class XAlpacaEvalTask(EvalTask):
     task: Literal["x_alpacaeval"] = "x_alpacaeval"
-    judge: str | None = None  # the judge model (path, hub id, or a served model's name)
-    # The judge's engine; default: the run's generation engine. `judge_openai` replaces
-    # generation.openai for the judge (a hosted API, its own key).
-    judge_engine: EngineName | None = None
+    judge: str | None = Field(default=None, description=(
+        "x_alpacaeval: the judge model (path, hub id, or a served model's name)"))
+    # `judge_openai` replaces generation.openai for the judge (a hosted API, its own key).
+    judge_engine: EngineName | None = Field(default=None, description=(
+        "x_alpacaeval: the judge's engine (default: the run's generation engine)"))
     judge_openai: OpenAIOptions | None = None
-    # Outputs to compare against, model_outputs.json per language ({lang} template), or "M0"
-    # for head-to-head against this run's starting model.
-    baseline: str | None = None
+    baseline: str | None = Field(default=None, description=(
+        "x_alpacaeval: outputs to compare against, model_outputs.json per language ({lang} template), "
+        "or M0 for head-to-head against the run's starting model"))
 
     metrics: ClassVar[tuple[str, ...] | None] = ("win_rate",)
 
@@ -356,7 +361,7 @@ class XAlpacaEvalTask(EvalTask):
 
 class LmEvalTask(EvalTask):
     task: Literal["lm_eval"] = "lm_eval"
-    families: list[str] = Field(default_factory=list)  # lm-eval task families
+    families: list[str] = Field(default_factory=list, description="lm_eval: task families (m_mmlu, arc, ...)")
 
     metrics: ClassVar[tuple[str, ...] | None] = None  # they depend on the families
     needs_data: ClassVar[bool] = False

@@ -1,0 +1,78 @@
+"""Which rule may end a looping translation early without losing a pair? Measured offline on
+a run's real translations, with the model's tokenizer; no model runs.
+
+A translation that loops is dropped by the gates either way (`cut_off` when it reaches its
+token cap, `degenerate` when it ends in a loop), so its remaining tokens are wasted compute.
+For each rule (check every `--every` tokens from `min_tokens` on; stop when the text so far has
+`looped_share` above `threshold`) this replays every translation token by token and counts:
+
+    fired       translations the rule would end early
+    false cuts  of those, translations that the gates KEEP in full (finished, not degenerate):
+                a pair the rule would lose
+    saved       share of all generated translation tokens the rule would not generate
+
+    python benchmarks/bench_loop_stop.py runs/evidence_arith --iteration 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from lidr import rundir
+from lidr.config import GatesConfig, load_config
+from lidr.models import resolve_model
+from lidr.stages.gates import is_degenerate
+from lidr.store import read_records
+from lidr.text.quality import looped_share
+
+RULES = [(min_tokens, threshold) for min_tokens in (32, 48, 64, 96) for threshold in (0.5, 0.6, 0.7, 0.8)]
+
+
+def first_fire(tokenizer, ids: list[int], min_tokens: int, threshold: float, every: int) -> int | None:
+    for k in range(min_tokens, len(ids), every):
+        if looped_share(tokenizer.decode(ids[:k], skip_special_tokens=True)) > threshold:
+            return k
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--iteration", type=int, default=1)
+    ap.add_argument("--every", type=int, default=16)
+    args = ap.parse_args(argv)
+    cfg, _ = load_config(rundir.config_path(args.run_dir))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model, None))
+    gates = GatesConfig()
+    rows = read_records(rundir.stage_dir(args.run_dir, args.iteration, "translations"))
+    prefill_len = len("<translated>\n")
+    seqs = []
+    for r in rows:
+        generated = r["raw"][prefill_len:]
+        ids = tokenizer(generated, add_special_tokens=False)["input_ids"]
+        kept = r["finish_reason"] != "length" and r["translation"] is not None \
+            and not is_degenerate(r["translation"], gates)
+        seqs.append((ids, kept))
+    total = sum(len(ids) for ids, _ in seqs)
+    n_kept = sum(kept for _, kept in seqs)
+    print(f"{len(seqs)} translations, {total} tokens; {n_kept} pass cut_off and degenerate in full")
+    print("| min tokens | threshold | fired | false cuts | tokens saved |")
+    print("|---|---|---|---|---|")
+    for min_tokens, threshold in RULES:
+        fired = false_cuts = saved = 0
+        for ids, kept in seqs:
+            k = first_fire(tokenizer, ids, min_tokens, threshold, args.every)
+            if k is not None:
+                fired += 1
+                false_cuts += kept
+                saved += len(ids) - k
+        print(f"| {min_tokens} | {threshold} | {fired} | {false_cuts} | {saved / total:.1%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
