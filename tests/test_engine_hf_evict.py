@@ -39,3 +39,16 @@ def test_eviction_keeps_completions_and_saves_slots(tiny_model_dir, smollm2_dir)
         assert slots_evicted < slots_full, (slots_evicted, slots_full)
         assert slots_evicted >= sum(c.n_tokens for c in evicted)
         engine.close()
+
+
+def test_a_row_never_stops_on_another_rows_stop_string(tiny_model_dir):
+    """Rows of one generate call with different stop strings: each ends on its own only."""
+    engine = HFEngine(str(tiny_model_dir), dtype="float32", batch_size=8)
+    free = ChatRequest("free", [{"role": "user", "content": "Write a long story about the sea."}], max_new_tokens=40)
+    (alone,) = engine.generate([free], Sampling())
+    assert len(alone.text) > 20, alone
+    stop = alone.text[8:14]  # a piece of the free row's own text, from its middle
+    other = ChatRequest("other", [{"role": "user", "content": "Say hi."}], max_new_tokens=40, stop=(stop,))
+    together = engine.generate([other, free], Sampling())
+    assert together[1] == alone, (stop, together[1])
+    engine.close()

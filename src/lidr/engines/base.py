@@ -104,17 +104,27 @@ def in_sorted_batches(requests: list[ChatRequest], lengths: list[int], batch_siz
 
     `run_batch` gets the indices of one batch and returns their completions. Sorting by
     (length, cap) makes a batch pad little and end together; ties keep their positions, so
-    the batches (and a resumed run's) are the same every time.
+    the batches (and a resumed run's) are the same every time. A batch never mixes stop
+    strings: an engine that stops a batch on a stop string (transformers' `stop_strings`)
+    would otherwise end a row on another row's.
     """
     order = list(range(len(requests)))
     if sort:
         order.sort(key=lambda i: (lengths[i], requests[i].max_new_tokens, i))
     out: list[Completion | None] = [None] * len(requests)
-    for start in range(0, len(order), batch_size):
-        idx = order[start: start + batch_size]
+    for idx in _batches(order, [requests[i].stop for i in range(len(requests))], batch_size):
         batch = run_batch(idx)
         for i, c in zip(idx, batch):
             out[i] = c
         if progress:
             progress(len(idx), sum(c.n_tokens for c in batch))
     return out  # type: ignore[return-value]
+
+
+def _batches(order: list[int], stops: list[tuple[str, ...]], batch_size: int) -> list[list[int]]:
+    """`order` cut into batches of at most `batch_size`, each of one stop-string set (in the
+    order each set first appears, so requests that share one keep their order)."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i in order:
+        groups.setdefault(stops[i], []).append(i)
+    return [g[k: k + batch_size] for g in groups.values() for k in range(0, len(g), batch_size)]
