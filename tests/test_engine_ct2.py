@@ -159,3 +159,31 @@ def test_two_iterations_on_ct2_train_on_self_translations(tmp_path, translating_
     r2 = pq.read_table(run_dir / "iter_2" / "responses").column("response").to_pylist()
     assert r1 != r2
     assert len(list((tmp_path / "cache" / "ct2").iterdir())) == 2  # M0 and M1 (M2 only saved)
+
+
+@pytest.mark.parametrize("engine_kind", ["ct2", "hf"])
+def test_a_looping_row_ends_early_only_when_asked(engine_kind, smollm2_dir, ct2_cache):
+    """stop_on_loop: a row whose text has become a loop ends early, cut off ("length"), with
+    the text the full run starts with; a row that does not loop is untouched."""
+    from lidr.text.quality import is_looping
+
+    if engine_kind == "ct2":
+        engine = CT2Engine(str(smollm2_dir), batch_size=8, cache=ct2_cache)
+    else:
+        engine = HFEngine(str(smollm2_dir), dtype="float32", batch_size=8, evict_every=16)
+    # SmolLM2-135M loops on these (German and Spanish answers repeat a sentence), not on "Say hi."
+    prompts = ["Erzähle mir eine lange Geschichte über einen Hund, der Fußball spielt.",
+               "Escribe una lista de 50 frutas diferentes.", "Say hi."]
+    reqs = [ChatRequest(f"q{k}", [{"role": "user", "content": p}], max_new_tokens=256) for k, p in enumerate(prompts)]
+    full = engine.generate(reqs, Sampling())
+    cut = engine.generate([ChatRequest(r.id, r.messages, r.max_new_tokens, stop_on_loop=True) for r in reqs],
+                          Sampling())
+    looped = [k for k, c in enumerate(full) if is_looping(c.text) and c.finish_reason == "length"]
+    assert looped, [c.text[:200] for c in full]  # the premise: some answers loop to their cap
+    for k, (f, c) in enumerate(zip(full, cut)):
+        if k in looped:
+            assert c.n_tokens < f.n_tokens and c.finish_reason == "length" and is_looping(c.text), (k, c)
+            assert f.text.startswith(c.text.rstrip()[:-8]), (k, c.text[-80:])
+        elif not is_looping(c.text):
+            assert c == f, k
+    engine.close()

@@ -198,8 +198,10 @@ class Pipeline:
 
         def requests() -> list:
             responses = read_stage(plan.stage_dir("responses"))
+            gates = cfg.pairs.gates  # they drop a looping translation: no use generating all of it
             return translate.translation_requests(responses, cfg.dominant_language, cfg.languages,
-                                                  self._task_ids(responses), tc.length_factor, tc.max_new_tokens)
+                                                  self._task_ids(responses), tc.length_factor, tc.max_new_tokens,
+                                                  stop_on_loop=gates.enabled and gates.degenerate)
 
         self._sharded_stage(
             plan.stage_dir("translations"), f"iter {plan.t} translate", requests, engine_factory,

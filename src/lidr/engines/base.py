@@ -26,6 +26,9 @@ class ChatRequest:
     # Text the assistant turn starts with (the translation primer "<translated>\n").
     prefill: str = ""
     stop: tuple[str, ...] = ()
+    # The text is of no use once it loops (a translation: the gates drop a looping or cut-off
+    # one), so an engine that can may end it early, as cut off (finish_reason "length").
+    stop_on_loop: bool = False
     # Carried through for the stage that built the request; never sent to a model.
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -128,3 +131,14 @@ def _batches(order: list[int], stops: list[tuple[str, ...]], batch_size: int) ->
     for i in order:
         groups.setdefault(stops[i], []).append(i)
     return [g[k: k + batch_size] for g in groups.values() for k in range(0, len(g), batch_size)]
+
+
+# `stop_on_loop`: the text is checked every LOOP_CHECK_EVERY tokens from LOOP_MIN_TOKENS on
+# (decoding a row costs about as much as a few decode steps of a small model).
+LOOP_MIN_TOKENS = 64
+LOOP_CHECK_EVERY = 16
+
+
+def loop_check_due(req: ChatRequest, n_tokens: int) -> bool:
+    """Whether a row of `req` with `n_tokens` generated should be checked for a loop now."""
+    return req.stop_on_loop and n_tokens >= LOOP_MIN_TOKENS and n_tokens % LOOP_CHECK_EVERY == 0

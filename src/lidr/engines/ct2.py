@@ -24,7 +24,8 @@ from typing import Any, Callable
 from lidr.chat import format_chat
 from lidr.config import GenerationConfig
 from lidr.engines.base import ChatRequest, Completion, EngineError, ProgressFn, Sampling, cut_at_stop, \
-    in_sorted_batches, request_seed
+    in_sorted_batches, loop_check_due, request_seed
+from lidr.text.quality import is_looping
 
 # Files whose bytes define a model's converted form (weights, architecture, vocabulary).
 _HASHED = ("config.json", "tokenizer.json")
@@ -217,13 +218,15 @@ class _Row:
         self.window = max((len(s) for s in req.stop), default=0) + 2
 
     def add(self, token_id: int) -> bool:
-        """Record one token; True ends this row (own cap, end of turn or a stop string)."""
+        """Record one token; True ends this row (own cap, end of turn, a stop string, a loop)."""
         if token_id in self.stop_ids:
             self.ended = True
             return True
         self.ids.append(token_id)
         if len(self.ids) >= self.req.max_new_tokens:
             return True
+        if loop_check_due(self.req, len(self.ids)) and is_looping(self.tokenizer.decode(self.ids)):
+            return True  # cut off, as if it had run to its cap (completion: finish "length")
         if self.req.stop:
             tail = self.tokenizer.decode(self.ids[-self.window:], skip_special_tokens=True)
             return any(s in tail for s in self.req.stop)

@@ -94,8 +94,10 @@ def translation_requests(
     skip_ids: set[str],
     factor: float,
     max_new_tokens: int,
+    stop_on_loop: bool = False,
 ) -> list[ChatRequest]:
-    """en -> every xx, and every xx -> en, for non-empty answers of prompts not in `skip_ids`."""
+    """en -> every xx, and every xx -> en, for non-empty answers of prompts not in `skip_ids`.
+    `stop_on_loop`: the gates will drop a looping translation, so the engine may end it early."""
     requests = []
     for r in responses:
         if r["prompt_id"] in skip_ids or not r["response"]:
@@ -110,6 +112,7 @@ def translation_requests(
                     max_new_tokens=translation_cap(r["n_tokens"], factor, max_new_tokens, src, tgt),
                     prefill=PREFILL,
                     stop=(CLOSE,),
+                    stop_on_loop=stop_on_loop,
                     meta={"prompt_id": r["prompt_id"], "source_language": src, "target_language": tgt,
                           "source": r["response"]},
                 )

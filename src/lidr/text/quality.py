@@ -155,3 +155,13 @@ def length_ratio(translation: str, origin: str, target: str | None, source: str 
     t = len(translation.strip()) / CHARS_PER_ENGLISH_CHAR.get(target or "", 1.0)
     o = len(origin.strip()) / CHARS_PER_ENGLISH_CHAR.get(source or "", 1.0)
     return t / o if o else float("inf")
+
+
+# A text this looped (share of its tokens inside n-grams said 3+ times) is a repetition loop
+# whatever comes after it: the threshold at which an engine may stop generating it
+# (`ChatRequest.stop_on_loop`), chosen on real translations (benchmarks/bench_loop_stop.py).
+LOOP_STOP_SHARE = 0.6
+
+
+def is_looping(text: str) -> bool:
+    return looped_share(text) > LOOP_STOP_SHARE
