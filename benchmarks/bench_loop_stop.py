@@ -32,11 +32,15 @@ from lidr.text.quality import looped_share
 RULES = [(min_tokens, threshold) for min_tokens in (32, 48, 64, 96) for threshold in (0.5, 0.6, 0.7, 0.8)]
 
 
-def first_fire(tokenizer, ids: list[int], min_tokens: int, threshold: float, every: int) -> int | None:
-    for k in range(min_tokens, len(ids), every):
-        if looped_share(tokenizer.decode(ids[:k], skip_special_tokens=True)) > threshold:
-            return k
-    return None
+def checkpoint_shares(tokenizer, ids: list[int], every: int) -> list[tuple[int, float]]:
+    """(tokens so far, looped_share of the text so far) at every check a rule could make."""
+    start = min(m for m, _ in RULES)
+    return [(k, looped_share(tokenizer.decode(ids[:k], skip_special_tokens=True)))
+            for k in range(start, len(ids), every)]
+
+
+def first_fire(shares: list[tuple[int, float]], min_tokens: int, threshold: float) -> int | None:
+    return next((k for k, share in shares if k >= min_tokens and share > threshold), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,16 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         ids = tokenizer(generated, add_special_tokens=False)["input_ids"]
         kept = r["finish_reason"] != "length" and r["translation"] is not None \
             and not is_degenerate(r["translation"], gates)
-        seqs.append((ids, kept))
-    total = sum(len(ids) for ids, _ in seqs)
-    n_kept = sum(kept for _, kept in seqs)
+        seqs.append((ids, kept, checkpoint_shares(tokenizer, ids, args.every)))
+    total = sum(len(ids) for ids, _, _ in seqs)
+    n_kept = sum(kept for _, kept, _ in seqs)
     print(f"{len(seqs)} translations, {total} tokens; {n_kept} pass cut_off and degenerate in full")
     print("| min tokens | threshold | fired | false cuts | tokens saved |")
     print("|---|---|---|---|---|")
     for min_tokens, threshold in RULES:
         fired = false_cuts = saved = 0
-        for ids, kept in seqs:
-            k = first_fire(tokenizer, ids, min_tokens, threshold, args.every)
+        for ids, kept, shares in seqs:
+            k = first_fire(shares, min_tokens, threshold)
             if k is not None:
                 fired += 1
                 false_cuts += kept

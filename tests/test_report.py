@@ -358,6 +358,10 @@ def test_report_of_real_tiny_runs(tmp_path, tiny_model_dir, shared_data):
     es = result["languages"]["es"]
     lo, hi = es["accuracy_ci"]
     assert _row(_section(text, "#### mgsm: accuracy"), "es")[1] == f"{es['accuracy']:.2f} [{lo:.2f}, {hi:.2f}]"
+    # The mean over the non-dominant languages, the ones the method is for, beside the mean over all.
+    langs = result["languages"]
+    mean_x = (langs["es"]["correct"] + langs["fr"]["correct"]) / (langs["es"]["n"] + langs["fr"]["n"])
+    assert _row(_section(text, "#### mgsm: accuracy"), "**mean es, fr**")[1].startswith(f"{mean_x:.2f} [")
     paired = _section(text, "#### mgsm: accuracy, M<t> vs M0 on the same items")
     rows = {cells[1]: cells for cells in (_cells(line) for line in paired.splitlines()) if cells[0] == "M1"}
     assert set(rows) == {"en", "es", "fr", "**mean es, fr**"} and all(r[2] == "3" for r in rows.values() if

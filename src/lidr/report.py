@@ -155,7 +155,7 @@ _table = rs.table
 
 # ---- report sections ------------------------------------------------------------------------
 
-def metric_table(metric: str, per_iter: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
+def metric_table(metric: str, per_iter: dict[int, dict[str, dict[str, Any]]], dominant: str | None = None) -> list[str]:
     """Rows = languages, columns = M<t> with the delta against M0, then n per model."""
     iters = sorted(per_iter)
     langs = _languages(per_iter)
@@ -165,7 +165,7 @@ def metric_table(metric: str, per_iter: dict[int, dict[str, dict[str, Any]]]) ->
         return v if _is_number(v) else None
 
     if rs.has_intervals(metric, list(per_iter.values())):
-        return _rate_table(metric, per_iter, iters, langs)
+        return _rate_table(metric, per_iter, iters, langs, dominant)
     values = [v for t in iters for lang in langs if (v := value(t, lang)) is not None]
     spec = number_format(metric, values)
     rows = []
@@ -180,8 +180,9 @@ def metric_table(metric: str, per_iter: dict[int, dict[str, dict[str, Any]]]) ->
 
 
 def _rate_table(metric: str, per_iter: dict[int, dict[str, dict[str, Any]]], iters: list[int],
-                langs: list[str]) -> list[str]:
-    """Rates as 'value [95 % interval] (change against M0)'; the mean over languages too."""
+                langs: list[str], dominant: str | None = None) -> list[str]:
+    """Rates as 'value [95 % interval] (change against M0)'; the mean over all languages, and
+    over the non-dominant ones (the languages the method is for)."""
 
     def cell(t: int, lang: str) -> str:
         values = per_iter[t].get(lang, {})
@@ -192,11 +193,13 @@ def _rate_table(metric: str, per_iter: dict[int, dict[str, dict[str, Any]]], ite
         return rs.rate_cell(v, rs.interval(values, metric), v - base if _is_number(base) else None)
 
     rows = [[lang, *(cell(t, lang) for t in iters), _n_cell(per_iter, iters, lang)] for lang in langs]
-    means = {t: rs.mean_cell(per_iter[t], langs, metric) for t in iters}
-    if len(langs) >= 2 and all(m is not None for m in means.values()):
-        base = means[0][0] if 0 in means else None
-        rows.append(["**mean**", *(means[t][1] + (f" ({rs.signed(means[t][0] - base)})"
-                                                   if t != 0 and base is not None else "") for t in iters), ""])
+    others = [lang for lang in langs if lang != dominant]
+    for label, group in (("**mean**", langs), (f"**mean {', '.join(others)}**", others if dominant in langs else [])):
+        means = {t: rs.mean_cell(per_iter[t], group, metric) for t in iters}
+        if len(group) >= 2 and all(m is not None for m in means.values()):
+            base = means[0][0] if 0 in means else None
+            rows.append([label, *(means[t][1] + (f" ({rs.signed(means[t][0] - base)})"
+                                                  if t != 0 and base is not None else "") for t in iters), ""])
     return _table(["language", *(f"M{t}" for t in iters), "n"], rows)
 
 
@@ -226,7 +229,7 @@ def eval_section(res: RunResults, plots: dict[tuple[str, str], Path | None], run
     if not res.evals:
         return lines + ["No evaluation results in this run (no `iter_<t>/eval/<task>.json`).", ""]
     lines += ["M<t> is the model evaluated in `iter_<t>/eval`; (±x) is the change against M0; "
-              "[lo, hi] is the 95 % interval (Wilson for a rate; for the mean over languages, "
+              "[lo, hi] is the 95 % interval (Wilson for a rate; for a mean over languages (**mean**: all of them), "
               "Wilson on the effective n).", ""]
     # An iteration with no results at all is named once, at the top; here only the
     # iterations that have other tasks' results but not this one.
@@ -243,7 +246,7 @@ def eval_section(res: RunResults, plots: dict[tuple[str, str], Path | None], run
             lines += ["No numeric metrics.", ""]
         for metric in metrics:
             lines += [f"#### {task}: {metric}", ""]
-            lines += metric_table(metric, per_iter) + [""]
+            lines += metric_table(metric, per_iter, res.dominant) + [""]
             lines += _image(plots.get((task, metric)), f"{task} {metric}", run_dir)
             if metric in rs.ITEM_KEYS and task in res.items:
                 lines += rs.paired_section(task, metric, res.items[task], res.dominant, _languages(per_iter))
