@@ -195,8 +195,10 @@ def _rate_table(metric: str, per_iter: dict[int, dict[str, dict[str, Any]]], ite
     rows = [[lang, *(cell(t, lang) for t in iters), _n_cell(per_iter, iters, lang)] for lang in langs]
     others = [lang for lang in langs if lang != dominant]
     for label, group in (("**mean**", langs), (f"**mean {', '.join(others)}**", others if dominant in langs else [])):
+        if len(group) < 2:
+            continue
         means = {t: rs.mean_cell(per_iter[t], group, metric) for t in iters}
-        if len(group) >= 2 and all(m is not None for m in means.values()):
+        if all(m is not None for m in means.values()):
             base = means[0][0] if 0 in means else None
             rows.append([label, *(means[t][1] + (f" ({rs.signed(means[t][0] - base)})"
                                                   if t != 0 and base is not None else "") for t in iters), ""])
