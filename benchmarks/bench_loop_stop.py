@@ -7,8 +7,8 @@ For each rule (check every `--every` tokens from `min_tokens` on; stop when the 
 `looped_share` above `threshold`) this replays every translation token by token and counts:
 
     fired       translations the rule would end early
-    false cuts  of those, translations that the gates KEEP in full (finished, not degenerate):
-                a pair the rule would lose
+    false cuts  of those, translations that the gates keep in full (finished, parsed, not
+                degenerate, within the length-ratio band): a pair the rule would lose
     saved       share of all generated translation tokens the rule would not generate
 
     python benchmarks/bench_loop_stop.py runs/evidence_arith --iteration 1
@@ -27,7 +27,7 @@ from lidr.config import GatesConfig, load_config
 from lidr.models import resolve_model
 from lidr.stages.gates import is_degenerate
 from lidr.store import read_records
-from lidr.text.quality import looped_share
+from lidr.text.quality import length_ratio, looped_share
 
 RULES = [(min_tokens, threshold) for min_tokens in (32, 48, 64, 96) for threshold in (0.5, 0.6, 0.7, 0.8)]
 
@@ -41,6 +41,12 @@ def checkpoint_shares(tokenizer, ids: list[int], every: int) -> list[tuple[int, 
 
 def first_fire(shares: list[tuple[int, float]], min_tokens: int, threshold: float) -> int | None:
     return next((k for k, share in shares if k >= min_tokens and share > threshold), None)
+
+
+def _length_ok(r: dict, gates: GatesConfig) -> bool:
+    """The length_ratio gate on this translation (the other gates need the whole pair)."""
+    lo, hi = gates.length_ratio
+    return lo <= length_ratio(r["translation"], r["source"], r["target_language"], r["source_language"]) <= hi
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         generated = r["raw"][prefill_len:]
         ids = tokenizer(generated, add_special_tokens=False)["input_ids"]
         kept = r["finish_reason"] != "length" and r["translation"] is not None \
-            and not is_degenerate(r["translation"], gates)
+            and not is_degenerate(r["translation"], gates) and _length_ok(r, gates)
         seqs.append((ids, kept, checkpoint_shares(tokenizer, ids, args.every)))
     total = sum(len(ids) for ids, _, _ in seqs)
     n_kept = sum(kept for _, kept, _ in seqs)
-    print(f"{len(seqs)} translations, {total} tokens; {n_kept} pass cut_off and degenerate in full")
+    print(f"{len(seqs)} translations, {total} tokens; {n_kept} pass cut_off, degenerate and length_ratio in full")
     print("| min tokens | threshold | fired | false cuts | tokens saved |")
     print("|---|---|---|---|---|")
     for min_tokens, threshold in RULES:
