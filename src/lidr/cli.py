@@ -96,7 +96,7 @@ def _quiet_libraries() -> None:
 
 
 def _execute(cfg: RunConfig, run_dir: Path, base_dir: Path | None, dry_run: bool = False,
-             worker: int = 0, workers: int = 1) -> None:
+             worker: int = 0, workers: int = 1, reuse: Path | None = None) -> None:
     # Imported here so that `lidr --help` and config errors do not pay for torch.
     from lidr.pipeline import Pipeline
     from lidr.store import Worker
@@ -105,7 +105,7 @@ def _execute(cfg: RunConfig, run_dir: Path, base_dir: Path | None, dry_run: bool
     if not 0 <= worker < workers:
         _fail(ConfigError(f"--worker {worker} is out of range for --workers {workers} (0 to {workers - 1})"))
     _quiet_libraries()
-    pipeline = Pipeline(cfg, run_dir, base_dir, console, Worker(worker, workers))
+    pipeline = Pipeline(cfg, run_dir, base_dir, console, Worker(worker, workers), reuse)
     try:
         pipeline.prepare()
         if dry_run:
@@ -129,6 +129,9 @@ def run(
     worker: int = typer.Option(0, "--worker", min=0, help="data parallel: this worker's index (0 trains)"),
     workers: int = typer.Option(1, "--workers", min=1, help="data parallel: how many workers share the run "
                                 "directory and split generation and translation shards"),
+    reuse: Optional[Path] = typer.Option(None, "--reuse", help="copy the finished stages of this run directory "
+                                         "whose settings (and those of every stage before) are the same; the "
+                                         "first that differs runs (an ablation skips what it does not change)"),
 ) -> None:
     """Run the LIDR loop from a config; re-running with the same config and output resumes."""
     try:
@@ -140,7 +143,7 @@ def run(
     except USER_ERRORS as err:
         _fail(err)
     run_dir = output or Path("runs") / (cfg.name or config.stem)
-    _execute(cfg, run_dir, base_dir, dry_run, worker, workers)
+    _execute(cfg, run_dir, base_dir, dry_run, worker, workers, reuse)
 
 
 @app.command()

@@ -24,7 +24,8 @@ from typing import Any, Callable
 from rich.console import Console
 
 from lidr import cards, rundir, stopping, tracking
-from lidr.config import RunConfig, to_yaml
+from lidr import reuse as reuse_stages
+from lidr.config import ConfigError, RunConfig, to_yaml
 from lidr.data.prompts import Prompt, load_aligned, read_records, resolve_path
 from lidr.engines import Sampling, check_engine, engine_from_config, resolve_engine
 from lidr.evaluate.runner import check_task, evaluate_in_run
@@ -55,8 +56,10 @@ class IterationPlan:
 
 class Pipeline:
     def __init__(self, cfg: RunConfig, run_dir: Path, base_dir: Path | None, console: Console | None = None,
-                 worker: Worker = Worker()):
+                 worker: Worker = Worker(), reuse: Path | None = None):
         self.cfg = cfg
+        self.reuse = Path(reuse) if reuse else None
+        self.reuse_plan: tuple[list[reuse_stages.Copy], str] = ([], "")
         self.worker = worker
         self.run_dir = Path(run_dir)
         self.base_dir = base_dir
@@ -87,9 +90,15 @@ class Pipeline:
             path = resolve_path(cfg.pairs.translation_task_ids, self.base_dir)
             self.task_ids = {str(rec["id"]) for _, rec in read_records(path) if "id" in rec}
         rundir.check_saved_config(self.run_dir, cfg, self.console.log)
+        if self.reuse:
+            if self.worker.count > 1:
+                raise ConfigError("--reuse copies another run's stages before any worker starts: run it with one "
+                                  "worker, then resume the run with --workers")
+            self.reuse_plan = reuse_stages.plan_reuse(self.reuse, cfg, self.run_dir)
 
     def describe(self) -> list[str]:
-        return describe_plan(self.cfg, self.run_dir, self.plans)
+        lines = describe_plan(self.cfg, self.run_dir, self.plans)
+        return lines + (reuse_stages.describe_reuse(self.reuse, *self.reuse_plan) if self.reuse else [])
 
     # ---- the loop ---------------------------------------------------------------------
 
@@ -104,6 +113,8 @@ class Pipeline:
 
     def _run_locked(self) -> dict[str, Any]:
         write_text_atomic(rundir.config_path(self.run_dir), to_yaml(self.cfg))
+        if self.reuse:  # after config.yaml: a copy cut short leaves a run that resumes
+            reuse_stages.apply_reuse(self.reuse, self.reuse_plan[0], self.run_dir, self.console.log)
         model_in = resolve_model(self.cfg.model, self.base_dir)
         self._evaluate(0, model_in)
         for plan in self.plans:

@@ -1,0 +1,100 @@
+"""`lidr run --reuse OLD`: an ablation copies the stages it does not change and runs the rest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import write_config, write_prompt_set
+from lidr.store import read_json
+
+EVAL = {"tasks": [{"task": "mgsm", "label": "dev", "data": ["bundled:arith/dev/{lang}.jsonl"], "limit": 2,
+                   "max_new_tokens": 8, "template": "{question}"}]}
+
+
+def lidr(*args):
+    return subprocess.run([sys.executable, "-m", "lidr", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def old_run(tmp_path_factory, translating_model_dir):
+    tmp = tmp_path_factory.mktemp("reuse")
+    prompts = write_prompt_set(tmp / "prompts", 4)
+    cfg = write_config(tmp / "a.yaml", translating_model_dir, prompts, evaluation=EVAL)
+    done = lidr("run", str(cfg), "-o", str(tmp / "a"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp, prompts
+
+
+def _hash(run_dir, t, stage):
+    return read_json(run_dir / f"iter_{t}" / stage / "_done.json")["hash"]
+
+
+def test_an_ablation_copies_what_it_does_not_change(old_run, translating_model_dir):
+    tmp, prompts = old_run
+    a, b = tmp / "a", tmp / "b"
+    cfg = write_config(tmp / "b.yaml", translating_model_dir, prompts, evaluation=EVAL, name="lr_ablation",
+                       training={"learning_rate": 3e-4})
+    done = lidr("run", str(cfg), "-o", str(b), "--reuse", str(a))
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    # Generation, translation and pairs of iteration 1 and M0's evaluation are A's files.
+    assert read_json(b / "reused.json") == {"from": str(a), "copied": [
+        "M0 dev", "iteration 1 responses", "iteration 1 translations", "iteration 1 pairs"]}
+    assert "iter 1 generate: shard" not in done.stderr and "iter 1 translate: shard" not in done.stderr
+    for stage in ("responses", "translations"):
+        assert _hash(b, 1, stage) == _hash(a, 1, stage)
+    assert (b / "iter_1" / "pairs" / "pairs.parquet").read_bytes() == (a / "iter_1" / "pairs" / "pairs.parquet").read_bytes()
+    assert json.loads((b / "iter_0" / "eval" / "dev.json").read_text()) == json.loads((a / "iter_0" / "eval" / "dev.json").read_text())
+    # The changed setting and everything after it ran: M1 is trained anew, with another lr.
+    weights = "iter_1/model/model.safetensors"
+    assert (b / weights).read_bytes() != (a / weights).read_bytes()
+    assert "iter 2 generate: shard" in done.stderr
+    assert (b / "iter_2" / "model" / "config.json").is_file() and (b / "iter_2" / "eval" / "dev.json").is_file()
+
+    # Run again, it resumes: nothing is copied twice, nothing runs.
+    again = lidr("run", str(cfg), "-o", str(b), "--reuse", str(a))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "reused from" not in again.stderr and "generate: shard" not in again.stderr
+    assert len(read_json(b / "reused.json")["copied"]) == 4
+
+
+def test_the_plan_stops_at_the_first_setting_that_changes_a_stage(old_run, translating_model_dir):
+    tmp, prompts = old_run
+    a = tmp / "a"
+
+    def plan(name, **over):
+        cfg = write_config(tmp / f"{name}.yaml", translating_model_dir, prompts, **{"evaluation": EVAL, **over})
+        out = lidr("run", str(cfg), "-o", str(tmp / name), "--reuse", str(a), "--dry-run")
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert not (tmp / name).exists(), "--dry-run writes nothing"
+        return out.stdout
+
+    # A new evaluation task: every stage is copied, and only the new task runs.
+    extra = {"tasks": EVAL["tasks"] + [{**EVAL["tasks"][0], "label": "dev3", "limit": 3}]}
+    out = plan("more_eval", evaluation=extra)
+    assert "M0 dev, iteration 1 responses" in out and "M2 dev\n" in out and "M2 dev3" not in out
+    assert "every iteration is copied" in out
+    # The pairs' gates: generation is reused; translation too, unless the degenerate gate
+    # (which ends looping translations early) changes.
+    out = plan("gates", pairs={"gates": {"enabled": False, "length_ratio": [0.2, 5.0]}})
+    assert "iteration 1 translations\n" in out and "iteration 1 pairs runs: settings differ " \
+        "(pairs.gates.length_ratio)" in out
+    out = plan("gates_on", pairs={"gates": {"enabled": True}})
+    assert "iteration 1 responses\n" in out and "iteration 1 translations runs: settings differ " \
+        "(pairs.gates.enabled)" in out
+    # Generation settings change every model's text, M0's evaluation included.
+    out = plan("gen", generation={"max_new_tokens": 16, "batch_size": 4, "shard_size": 4})
+    assert "reuse from" in out and ": nothing" in out and "generation.max_new_tokens" in out
+
+
+def test_reuse_of_a_directory_that_holds_no_run_is_refused(tmp_path, old_run, translating_model_dir):
+    tmp, prompts = old_run
+    cfg = write_config(tmp_path / "c.yaml", translating_model_dir, prompts)
+    (tmp_path / "empty").mkdir()
+    out = lidr("run", str(cfg), "-o", str(tmp_path / "c"), "--reuse", str(tmp_path / "empty"))
+    assert out.returncode != 0 and "--reuse" in out.stderr and "config.yaml" in out.stderr
+    assert not (tmp_path / "c").exists()
