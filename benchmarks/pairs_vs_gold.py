@@ -11,9 +11,13 @@ script measures, per iteration and language, what that preference teaches:
                helps       chosen right, rejected wrong (the pair teaches the right answer)
                hurts       chosen wrong, rejected right (it teaches a wrong one)
 
+With --gates-off the pairs are rebuilt from the run's responses and translations without
+the quality gates (what a gates-off run would train on), and split into those the gates
+keep and those they drop: whether the gates remove the pairs that teach wrong answers.
+
 Shares carry Wilson 95 % intervals. Usage:
 
-    python benchmarks/pairs_vs_gold.py runs/evidence_arith [--markdown]
+    python benchmarks/pairs_vs_gold.py runs/evidence_arith [--gates-off]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from lidr import rundir
 from lidr.config import parse_config
 from lidr.data.prompts import read_records, resolve_path
 from lidr.evaluate.stats import wilson_interval
+from lidr.stages.pairs import build_pairs, translation_task_ids
 from lidr.store import read_records as read_stage
 from lidr.text.answers import answers_match, extract_answer
 
@@ -58,15 +63,33 @@ def share(k: int, n: int) -> str:
     return f"{k / n:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
-def iteration_rows(it_dir: Path, gold: dict[tuple[str, str], str]) -> list[list[str]]:
+def ungated_pairs(it_dir: Path, cfg) -> list[dict]:
+    """The iteration's pairs as pairing makes them, before the gates; each marked `kept` when
+    the run's gates kept it (same prompt, language and sides)."""
+    responses, translations = read_stage(it_dir / "responses"), read_stage(it_dir / "translations")
+    task_ids = translation_task_ids(responses, set(), cfg.pairs.detect_translation_tasks)
+    rows, _ = build_pairs(responses, translations, cfg.dominant_language, cfg.languages, task_ids,
+                          cfg.pairs.translation_tasks, cfg.pairs.dominant_pairs)
+    pairs_file = it_dir / "pairs" / rundir.PAIRS_FILE
+    kept = {_key(p) for p in pq.read_table(pairs_file).to_pylist()} if pairs_file.is_file() else set()
+    return [{**p, "kept": _key(p) in kept} for p in rows]
+
+
+def _key(p: dict) -> tuple:
+    return p["language"], str(p["prompt_id"]), p["chosen"][-1]["content"], p["rejected"][-1]["content"]
+
+
+def iteration_rows(it_dir: Path, gold: dict[tuple[str, str], str], pairs: list[dict] | None = None,
+                   split=None) -> list[list[str]]:
     answers = defaultdict(lambda: [0, 0])
     for r in read_stage(it_dir / "responses"):
         g = gold.get((r["language"], str(r["prompt_id"])))
         if g is not None:
             answers[r["language"]][0] += correct(r["response"], g)
             answers[r["language"]][1] += 1
-    pairs_file = it_dir / "pairs" / rundir.PAIRS_FILE
-    pairs = pq.read_table(pairs_file).to_pylist() if pairs_file.is_file() else []
+    if pairs is None:
+        pairs_file = it_dir / "pairs" / rundir.PAIRS_FILE
+        pairs = pq.read_table(pairs_file).to_pylist() if pairs_file.is_file() else []
     counts = defaultdict(lambda: defaultdict(int))
     for p in pairs:
         g = gold.get((p["language"], str(p["prompt_id"])))
@@ -74,6 +97,8 @@ def iteration_rows(it_dir: Path, gold: dict[tuple[str, str], str]) -> list[list[
             continue
         c, r = correct(p["chosen"][-1]["content"], g), correct(p["rejected"][-1]["content"], g)
         key = p["language"] if p.get("via_language") is None else f"{p['language']} (via {p['via_language']})"
+        if split:
+            key += f", {split(p)}"
         for name, hit in (("n", True), ("chosen", c), ("rejected", r), ("helps", c and not r),
                           ("hurts", r and not c)):
             counts[key][name] += hit
@@ -90,8 +115,10 @@ def iteration_rows(it_dir: Path, gold: dict[tuple[str, str], str]) -> list[list[
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--gates-off", action="store_true", help="all pairs before the gates, split by kept/dropped")
     args = ap.parse_args(argv)
     gold = gold_answers(args.run_dir)
+    cfg = parse_config(yaml.safe_load(rundir.config_path(args.run_dir).read_text(encoding="utf-8")))
     header = ["iteration", "language", "model's own answers correct", "pairs kept", "chosen correct",
               "rejected correct", "helps / hurts"]
     print("| " + " | ".join(header) + " |")
@@ -99,7 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     for t, it_dir in rundir.iteration_dirs(args.run_dir).items():
         if t == 0 or not (it_dir / "responses").is_dir():
             continue
-        for row in iteration_rows(it_dir, gold):
+        if args.gates_off:
+            if not (it_dir / "translations" / "_done.json").is_file():
+                continue
+            rows = iteration_rows(it_dir, gold, ungated_pairs(it_dir, cfg),
+                                  lambda p: "kept by the gates" if p["kept"] else "dropped by the gates")
+        else:
+            rows = iteration_rows(it_dir, gold)
+        for row in rows:
             print("| " + " | ".join(row) + " |")
     return 0
 

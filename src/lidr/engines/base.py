@@ -12,6 +12,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from lidr.text.quality import is_looping
+
 
 class EngineError(ValueError):
     """An engine that cannot run or a server error that retrying will not fix; the message
@@ -139,6 +141,10 @@ LOOP_MIN_TOKENS = 64
 LOOP_CHECK_EVERY = 16
 
 
-def loop_check_due(req: ChatRequest, n_tokens: int) -> bool:
-    """Whether a row of `req` with `n_tokens` generated should be checked for a loop now."""
-    return req.stop_on_loop and n_tokens >= LOOP_MIN_TOKENS and n_tokens % LOOP_CHECK_EVERY == 0
+def ends_in_loop(req: ChatRequest, ids: list[int], decode: Callable[[list[int]], str],
+                 every: int = LOOP_CHECK_EVERY) -> bool:
+    """Whether a `stop_on_loop` row with these generated ids loops, so it should end now.
+    Checked when the count is a multiple of `every` (an engine that looks at its rows once
+    per round of several tokens passes 1)."""
+    n = len(ids)
+    return req.stop_on_loop and n >= LOOP_MIN_TOKENS and n % every == 0 and is_looping(decode(ids))

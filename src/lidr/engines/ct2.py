@@ -24,8 +24,7 @@ from typing import Any, Callable
 from lidr.chat import format_chat
 from lidr.config import GenerationConfig
 from lidr.engines.base import ChatRequest, Completion, EngineError, ProgressFn, Sampling, cut_at_stop, \
-    in_sorted_batches, loop_check_due, request_seed
-from lidr.text.quality import is_looping
+    in_sorted_batches, ends_in_loop, request_seed
 
 # Files whose bytes define a model's converted form (weights, architecture, vocabulary).
 _HASHED = ("config.json", "tokenizer.json")
@@ -225,7 +224,7 @@ class _Row:
         self.ids.append(token_id)
         if len(self.ids) >= self.req.max_new_tokens:
             return True
-        if loop_check_due(self.req, len(self.ids)) and is_looping(self.tokenizer.decode(self.ids)):
+        if ends_in_loop(self.req, self.ids, self.tokenizer.decode):
             return True  # cut off, as if it had run to its cap (completion: finish "length")
         if self.req.stop:
             tail = self.tokenizer.decode(self.ids[-self.window:], skip_special_tokens=True)

@@ -15,8 +15,7 @@ import torch
 from lidr.chat import format_chat
 from lidr.config import GenerationConfig
 from lidr.engines.base import ChatRequest, Completion, ProgressFn, Sampling, cut_at_stop, free_accelerator_memory, \
-    in_sorted_batches, LOOP_MIN_TOKENS, request_seed
-from lidr.text.quality import is_looping
+    ends_in_loop, in_sorted_batches, request_seed
 
 
 def build(gen: GenerationConfig, model_path: str, *, batch_size: int | None, seed: int,
@@ -141,7 +140,7 @@ class HFEngine:
     def _finished(self, req: ChatRequest, ids: list[int]) -> bool:
         if len(ids) >= req.max_new_tokens or any(t in self._stop_ids for t in ids):
             return True
-        if req.stop_on_loop and len(ids) >= LOOP_MIN_TOKENS and is_looping(self.tokenizer.decode(ids)):
+        if ends_in_loop(req, ids, self.tokenizer.decode, every=1):
             return True  # checked once per eviction round; the completion says "length"
         return bool(req.stop) and self._completion(req, ids).finish_reason == "stop"
 

@@ -1,0 +1,63 @@
+"""Two models on the same evaluation items, paired: which is better, and is it significant?
+
+`lidr report` pairs every model of one run with that run's M0; an ablation asks another
+question: is M1 of run B better than M1 of run A (same M0, same items)? Per language, an exact
+McNemar test; over the non-dominant languages, the paired bootstrap of the mean change (the
+same tests as the report, lidr/evaluate/stats.py).
+
+    python benchmarks/paired_models.py runs/evidence_arith/iter_1/eval/dev.json \\
+        runs/abl_lr2e-5/iter_1/eval/dev.json [--metric accuracy] [--dominant en]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lidr.evaluate.stats import discordant, mcnemar_exact, paired_bootstrap, wilson_interval
+from lidr.report_stats import items_path, load_items
+from lidr.store import load_json
+
+
+def outcomes(result_path: Path, metric: str) -> dict[str, dict[str, int]]:
+    items, problems = load_items(items_path(result_path, load_json(result_path)))
+    for p in problems:
+        print(f"warning: {p}", file=sys.stderr)
+    return {lang: by_metric[metric] for lang, by_metric in items.items() if metric in by_metric}
+
+
+def rate(v: list[int]) -> str:
+    lo, hi = wilson_interval(sum(v), len(v))
+    return f"{sum(v) / len(v):.3f} [{lo:.2f}, {hi:.2f}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("a", type=Path, help="result json of model A (the baseline)")
+    ap.add_argument("b", type=Path, help="result json of model B")
+    ap.add_argument("--metric", default="accuracy")
+    ap.add_argument("--dominant", default="en")
+    args = ap.parse_args(argv)
+    a, b = outcomes(args.a, args.metric), outcomes(args.b, args.metric)
+    print(f"A = {args.a}\nB = {args.b}\nmetric: {args.metric}\n")
+    print("| language | n | A | B | B − A | A only / B only | p (McNemar) |")
+    print("|---|---|---|---|---|---|---|")
+    before, after = {}, {}
+    for lang in sorted(set(a) & set(b), key=lambda x: (x != args.dominant, x)):
+        ids = [i for i in a[lang] if i in b[lang]]
+        x, y = [a[lang][i] for i in ids], [b[lang][i] for i in ids]
+        lost, gained = discordant(x, y)
+        print(f"| {lang} | {len(ids)} | {rate(x)} | {rate(y)} | {(sum(y) - sum(x)) / len(ids):+.3f} | "
+              f"{lost} / {gained} | {mcnemar_exact(lost, gained):.3f} |")
+        if lang != args.dominant:
+            before[lang], after[lang] = x, y
+    if before:
+        r = paired_bootstrap(before, after, n_boot=10000, seed=0)
+        print(f"| mean {', '.join(before)} | {sum(map(len, before.values()))} | | | {r['delta']:+.3f} "
+              f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | | {r['p_value']:.3f} (paired bootstrap) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
