@@ -38,13 +38,14 @@ def test_paper_configs_plan_on_shared_data(name, lr, batch, shared_data, tmp_pat
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "ablations").glob("*.yaml")), ids=lambda p: p.stem)
-def test_each_ablation_changes_one_setting_of_the_evidence_run(path):
+def test_each_ablation_changes_one_section_of_the_evidence_run(path):
     """An ablation is read against the evidence run: its iteration 1, evaluated on dev (the
-    rest is how it is scoped: one iteration, one prompt block, no test split)."""
+    rest is how it is scoped: one iteration, one prompt block, no test split). It changes
+    settings of one section only (the quality gates, the training...)."""
     base = load_config(CONFIGS / "evidence_arith.yaml")[0]
     abl = load_config(path)[0]
     scope = {"name", "iterations", "prompts", "evaluation.tasks"}
     differ = [k for k in diff_configs(base.model_dump(mode="json"), abl.model_dump(mode="json")) if k not in scope]
-    assert len(differ) == 1, differ
+    assert differ and len({k.rsplit(".", 1)[0] for k in differ}) == 1, differ
     assert abl.prompts_for(1) == base.prompts_for(1)
     assert [t.name for t in abl.evaluation.tasks] == ["dev"]
