@@ -98,3 +98,7 @@ def test_reuse_of_a_directory_that_holds_no_run_is_refused(tmp_path, old_run, tr
     out = lidr("run", str(cfg), "-o", str(tmp_path / "c"), "--reuse", str(tmp_path / "empty"))
     assert out.returncode != 0 and "--reuse" in out.stderr and "config.yaml" in out.stderr
     assert not (tmp_path / "c").exists()
+    (tmp_path / "empty" / "config.yaml").write_text("model: [unclosed\n")
+    out = lidr("run", str(cfg), "-o", str(tmp_path / "c"), "--reuse", str(tmp_path / "empty"))
+    assert out.returncode != 0 and "is damaged (not valid YAML at line 2" in out.stderr, out.stderr
+    assert not (tmp_path / "c").exists()

@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from lidr import rundir, tracking
 from lidr.config import RunConfig, diff_configs, in_current_shape
 from lidr.errors import ConfigError
 from lidr.models import model_ok
-from lidr.store import DONE, finished, load_json, write_json_atomic
+from lidr.store import DONE, DamagedFileError, finished, load_json, write_json_atomic
 
 REUSED_FILE = "reused.json"
 
@@ -56,12 +54,13 @@ def plan_reuse(old_run: Path, cfg: RunConfig, run_dir: Path) -> tuple[list[Copy]
     old_run, run_dir = Path(old_run), Path(run_dir)
     old = _load_config(old_run)
     new = cfg.model_dump(mode="json")
-    copies = _eval_copies(old_run, run_dir, 0, old, new) if not _differ(old, new, _MODEL_KEYS) else []
+    copies = _eval_copies(old_run, run_dir, 0, old, new) if not _under(diff_configs(old, new), _MODEL_KEYS) else []
     keys: tuple[str, ...] = _MODEL_KEYS
     for t in range(1, cfg.last_iteration + 1):
+        differ = diff_configs(_block_view(old, t), _block_view(new, t))
         for stage, extra in _STAGE_KEYS.items():
             keys += extra
-            changed = _differ(_block_view(old, t), _block_view(new, t), keys)
+            changed = _under(differ, keys)
             if changed:
                 return copies, f"iteration {t} {stage} runs: settings differ ({', '.join(changed)})"
             src = rundir.stage_dir(old_run, t, stage)
@@ -99,12 +98,9 @@ def _load_config(old_run: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"--reuse {old_run}: no {rundir.CONFIG_FILE} there, so it holds no lidr run")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError):
-        data = None
-    if not isinstance(data, dict):
-        raise ConfigError(f"--reuse {old_run}: {path} is damaged (not a YAML mapping)")
-    return in_current_shape(data)
+        return in_current_shape(rundir.load_saved_config(path))
+    except DamagedFileError as err:
+        raise ConfigError(f"--reuse {old_run}: {err.path} is damaged ({err.why})") from None
 
 
 def _block_view(config: dict[str, Any], t: int) -> dict[str, Any]:
@@ -114,8 +110,9 @@ def _block_view(config: dict[str, Any], t: int) -> dict[str, Any]:
     return {**config, "prompts": block}
 
 
-def _differ(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
-    return [k for k in diff_configs(old, new) if any(k == p or k.startswith(p + ".") for p in keys)]
+def _under(differ: list[str], keys: tuple[str, ...]) -> list[str]:
+    """The keys of `differ` that are one of `keys` or inside one."""
+    return [k for k in differ if any(k == p or k.startswith(p + ".") for p in keys)]
 
 
 def _stage_copy(old_run: Path, run_dir: Path, t: int, stage: str) -> Copy:
@@ -139,7 +136,7 @@ def _eval_copies(old_run: Path, run_dir: Path, t: int, old: dict[str, Any], new:
     for task in new["evaluation"]["tasks"]:
         name = _task_name(task)
         src = rundir.eval_result_path(old_run, t, name)
-        if name not in old_tasks or diff_configs({"t": old_tasks[name]}, {"t": task}, "x.") or not src.is_file():
+        if old_tasks.get(name) != task or not src.is_file():
             continue
         sources, targets = [src], [rundir.eval_result_path(run_dir, t, name)]
         outputs = rundir.eval_dir(old_run, t) / name  # the raw generations beside the result

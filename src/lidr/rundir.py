@@ -139,13 +139,21 @@ def _saved_config(saved: Path, cfg: RunConfig, log: Callable[[str], None]) -> di
             "rewrites it")
         return None
     try:
-        old = yaml.safe_load(raw.decode("utf-8"))
+        return load_saved_config(saved, raw)
+    except DamagedFileError as err:
+        raise RunDirError(f"{saved} is damaged ({err.why}); restore it, or use another --output to start a "
+                          "new run") from None
+
+
+def load_saved_config(path: Path, raw: bytes | None = None) -> dict[str, Any]:
+    """A saved config.yaml (its bytes `raw` when already read) as a mapping; DamagedFileError
+    saying why when it is not one."""
+    try:
+        data = yaml.safe_load((path.read_bytes() if raw is None else raw).decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise RunDirError(f"{saved} is damaged (not valid YAML{where}); restore it, or use another --output "
-                          "to start a new run") from None
-    if not isinstance(old, dict):
-        what = "empty" if old is None else f"a YAML {type(old).__name__}, not a mapping"
-        raise RunDirError(f"{saved} is damaged ({what}); restore it, or use another --output to start a new run")
-    return old
+        raise DamagedFileError(path, f"not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise DamagedFileError(path, "empty" if data is None else f"a YAML {type(data).__name__}, not a mapping")
+    return data
