@@ -173,7 +173,17 @@ CASES = {
     "json file not a list": (lambda d, r: prompts(variant(r, "json_obj", "en", lambda b: b'{"id": "p0"}',
                                                           ext="json"))(d, r),
                              "en.json: expected a JSON list of objects, got dict"),
+    "translation examples lack a language": (lambda d, r: d["translation"].update(examples=examples_file(
+        r, {"en": "Two.", "es": "Dos."})), "examples.jsonl:1: translation example has no text for fr"),
+    "translation examples missing": (lambda d, r: d["translation"].update(examples=str(r / "no_examples.jsonl")),
+                                     "translation.examples: file not found:"),
 }
+
+
+def examples_file(root, example):
+    path = root / "examples.jsonl"
+    path.write_text(json.dumps(example) + "\n", encoding="utf-8")
+    return str(path)
 
 
 def pq_bytes(rows):

@@ -49,3 +49,30 @@ def test_each_ablation_changes_one_section_of_the_evidence_run(path):
     assert differ and len({k.rsplit(".", 1)[0] for k in differ}) == 1, differ
     assert abl.prompts_for(1) == base.prompts_for(1)
     assert [t.name for t in abl.evaluation.tasks] == ["dev"]
+
+
+def _changes(path: Path) -> dict:
+    """The settings an ablation changes against the evidence run (scope keys aside)."""
+    base = load_config(CONFIGS / "evidence_arith.yaml")[0].model_dump(mode="json")
+    abl = load_config(path)[0].model_dump(mode="json")
+    scope = {"name", "iterations", "prompts", "evaluation.tasks"}
+    return {k: abl_value for k in diff_configs(base, abl) if k not in scope
+            for abl_value in [_get(abl, k)]}
+
+
+def _get(data: dict, dotted: str):
+    for part in dotted.split("."):
+        data = data[part]
+    return data
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "ablations" / "combined").glob("*.yaml")), ids=lambda p: p.stem)
+def test_each_combined_ablation_is_made_of_measured_single_ones(path):
+    """A combination sets only what single ablations set, to the same values, and takes from
+    at least two of them: its effect is read against theirs."""
+    singles = [_changes(p) for p in sorted((CONFIGS / "ablations").glob("*.yaml"))]
+    combo = _changes(path)
+    used = [s for s in singles if s and all(combo.get(k) == v for k, v in s.items())]
+    assert combo and set(combo) == {k for s in used for k in s}, (combo, used)
+    assert len(used) >= 2
+    assert load_config(path)[0].prompts_for(1) == load_config(CONFIGS / "evidence_arith.yaml")[0].prompts_for(1)

@@ -185,6 +185,11 @@ class TranslationConfig(_Section):
     # A translation that ends at EOS without </translated> is kept (the model closed its turn);
     # false counts it as a failure, as the original does (the paper configs).
     accept_unclosed: bool = True
+    # Worked examples shown before each translation request (few-shot self-translation): a
+    # JSONL file (a path, or bundled:arith/translation_examples.jsonl) whose lines map language
+    # codes to aligned texts; each line with both languages of a direction becomes one
+    # request-and-answer turn before the real one. None: the paper's zero-shot prompt.
+    examples: str | None = None
 
 
 class GatesConfig(_Section):

@@ -66,6 +66,7 @@ class Pipeline:
         self.console = console or Console(stderr=True)
         self.plans: list[IterationPlan] = []
         self.task_ids: set[str] = set()
+        self.translation_examples: list[translate.Example] = []
 
     # ---- checks before anything is written -------------------------------------------
 
@@ -86,6 +87,9 @@ class Pipeline:
             self.plans.append(IterationPlan(t, prompts, self.run_dir))
         for task in cfg.evaluation.tasks:
             check_task(task, cfg.all_languages, self.base_dir, cfg.generation)
+        if cfg.translation.examples:
+            self.translation_examples = translate.load_examples(cfg.translation.examples, cfg.all_languages,
+                                                                self.base_dir)
         if cfg.pairs.translation_task_ids:
             path = resolve_path(cfg.pairs.translation_task_ids, self.base_dir)
             self.task_ids = {str(rec["id"]) for _, rec in read_records(path) if "id" in rec}
@@ -212,7 +216,8 @@ class Pipeline:
             gates = cfg.pairs.gates  # they drop a looping translation: no use generating all of it
             return translate.translation_requests(responses, cfg.dominant_language, cfg.languages,
                                                   self._task_ids(responses), tc.length_factor, tc.max_new_tokens,
-                                                  stop_on_loop=gates.enabled and gates.degenerate)
+                                                  stop_on_loop=gates.enabled and gates.degenerate,
+                                                  examples=self.translation_examples)
 
         self._sharded_stage(
             plan.stage_dir("translations"), f"iter {plan.t} translate", requests, engine_factory,

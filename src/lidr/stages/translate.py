@@ -8,6 +8,11 @@ is kept by default (`accept_unclosed`): the model closed its turn, so the answer
 complete, and small models often drop the tag. A translation cut off at the token
 limit without a closing tag is a failure ("truncated"): it is usually a loop.
 
+Worked examples (`translation.examples`, few-shot self-translation) go before the request as
+earlier turns of the same conversation: the paper's prompt on the example's text, answered
+with its translation between the tags. The model still translates its own answers; the
+examples show it that a worked answer is translated line by line, not summarised.
+
 The token limit (`translation_cap`) scales with the source and with how many more tokens
 the target language takes than the source's: with SmolLM2's tokenizer a Russian text takes
 4.3x the tokens of its English original, a Thai one 7.8x (benchmarks/RESULTS.md).
@@ -20,6 +25,7 @@ import re
 from collections import Counter, defaultdict
 from typing import Any
 
+from lidr.data.prompts import DataError, read_records, resolve_path
 from lidr.engines.base import ChatRequest, Completion
 from lidr.languages import get_language
 
@@ -46,9 +52,42 @@ _SENTENCE_TAGS = re.compile(r"</?sentence>")
 PARSED = ("ok", "ok_unclosed")
 
 
-def translation_message(text: str, target: str) -> list[dict[str, str]]:
-    content = TRANSLATION_PROMPT.format(language=get_language(target).name, text=text)
-    return [{"role": "user", "content": content}]
+# One worked example: language code -> the same text in that language.
+Example = dict[str, str]
+
+
+def _request_turn(text: str, target: str) -> dict[str, str]:
+    return {"role": "user", "content": TRANSLATION_PROMPT.format(language=get_language(target).name, text=text)}
+
+
+def translation_message(text: str, target: str, source: str | None = None,
+                        examples: list[Example] = ()) -> list[dict[str, str]]:
+    """The request to translate `text` into `target`, after one answered request per example
+    that has both `source` and `target`."""
+    turns = []
+    for ex in examples:
+        if source in ex and target in ex:
+            turns += [_request_turn(ex[source], target),
+                      {"role": "assistant", "content": f"{PREFILL}{ex[target]}\n{CLOSE}"}]
+    return turns + [_request_turn(text, target)]
+
+
+def load_examples(path: str, languages: list[str], base_dir=None) -> list[Example]:
+    """The worked examples of `translation.examples`: every line a JSON object with a
+    non-empty text for each of `languages` (other keys are ignored)."""
+    file = resolve_path(path, base_dir)
+    if not file.is_file():
+        raise DataError(f"translation.examples: file not found: {file}")
+    examples = []
+    for where, rec in read_records(file):
+        missing = [lang for lang in languages if not isinstance(rec.get(lang), str) or not rec[lang].strip()]
+        if missing:
+            raise DataError(f"{where}: translation example has no text for {', '.join(missing)} "
+                            f"(every line needs {', '.join(languages)})")
+        examples.append({lang: rec[lang].strip() for lang in languages})
+    if not examples:
+        raise DataError(f"{path}: no translation examples in the file")
+    return examples
 
 
 def parse_translation(raw: str, finish_reason: str, accept_unclosed: bool = True) -> tuple[str | None, str]:
@@ -95,9 +134,11 @@ def translation_requests(
     factor: float,
     max_new_tokens: int,
     stop_on_loop: bool = False,
+    examples: list[Example] = (),
 ) -> list[ChatRequest]:
     """en -> every xx, and every xx -> en, for non-empty answers of prompts not in `skip_ids`.
-    `stop_on_loop`: the gates will drop a looping translation, so the engine may end it early."""
+    `stop_on_loop`: the gates will drop a looping translation, so the engine may end it early.
+    `examples`: worked examples shown before each request (few-shot)."""
     requests = []
     for r in responses:
         if r["prompt_id"] in skip_ids or not r["response"]:
@@ -108,7 +149,7 @@ def translation_requests(
             requests.append(
                 ChatRequest(
                     id=f"{src}>{tgt}:{r['prompt_id']}",
-                    messages=translation_message(r["response"], tgt),
+                    messages=translation_message(r["response"], tgt, src, examples),
                     max_new_tokens=translation_cap(r["n_tokens"], factor, max_new_tokens, src, tgt),
                     prefill=PREFILL,
                     stop=(CLOSE,),
