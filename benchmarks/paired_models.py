@@ -6,7 +6,7 @@ McNemar test; over the non-dominant languages, the paired bootstrap of the mean 
 same tests as the report, lidr/evaluate/stats.py).
 
     python benchmarks/paired_models.py runs/evidence_arith/iter_1/eval/dev.json \\
-        runs/abl_lr2e-5/iter_1/eval/dev.json [--metric accuracy|accuracy_in_language] [--dominant en]
+        runs/abl_lr2e-5/iter_1/eval/dev.json [--metric accuracy|accuracy_in_language|off_target] [--dominant en]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from lidr.evaluate.stats import discordant, mcnemar_exact, paired_bootstrap, wilson_interval
-from lidr.report_stats import items_path, load_items, p_text
+from lidr.report_stats import ITEM_KEYS, items_path, load_items, p_text
 from lidr.store import load_json
 
 
@@ -24,14 +24,7 @@ def outcomes(result_path: Path, metric: str) -> dict[str, dict[str, int]]:
     items, problems = load_items(items_path(result_path, load_json(result_path)))
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
-    if metric == IN_LANGUAGE:  # right, and in the question's language: an English answer to a
-        return {lang: {i: int(ok and not m["off_target"].get(i, 0)) for i, ok in m["accuracy"].items()}
-                for lang, m in items.items() if "accuracy" in m and "off_target" in m}
     return {lang: by_metric[metric] for lang, by_metric in items.items() if metric in by_metric}
-
-
-# French question scores on accuracy, but it is not what the method is for.
-IN_LANGUAGE = "accuracy_in_language"
 
 
 def rate(v: list[int]) -> str:
@@ -43,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("a", type=Path, help="result json of model A (the baseline)")
     ap.add_argument("b", type=Path, help="result json of model B")
-    ap.add_argument("--metric", default="accuracy", help=f"accuracy, off_target, ... or {IN_LANGUAGE} (right "
-                    "and not off-target)")
+    ap.add_argument("--metric", default="accuracy", choices=list(ITEM_KEYS),
+                    help="accuracy_in_language: right and in the question's language")
     ap.add_argument("--dominant", default="en")
     args = ap.parse_args(argv)
     a, b = outcomes(args.a, args.metric), outcomes(args.b, args.metric)

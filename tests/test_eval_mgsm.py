@@ -105,8 +105,9 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
     assert len(rows) == 9
     for row in rows:
         assert set(row) == {"id", "language", "question", "gold", "response", "extracted", "correct",
-                            "detected_language", "off_target", "finish_reason"}
+                            "detected_language", "off_target", "correct_in_language", "finish_reason"}
         assert row["off_target"] == (row["detected_language"] != row["language"])
+        assert row["correct_in_language"] == (row["correct"] and not row["off_target"])
         assert row["finish_reason"] in ("stop", "length")
     # The gold answers of MGSM's first three problems, read off the data set by hand.
     assert [r["gold"] for r in rows] == ["18", "3", "70000"] * 3
@@ -120,6 +121,7 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
         assert stats["correct"] == sum(r["correct"] for r in mine)
         assert stats["accuracy"] == pytest.approx(stats["correct"] / 3)
         assert stats["off_target"] == pytest.approx(sum(r["detected_language"] != lang for r in mine) / 3)
+        assert stats["accuracy_in_language"] == pytest.approx(sum(r["correct_in_language"] for r in mine) / 3)
 
 
 def test_mgsm_scores_known_outcomes(engine, tmp_path):
@@ -134,3 +136,4 @@ def test_mgsm_scores_known_outcomes(engine, tmp_path):
     assert rows["right"]["correct"] is True and rows["wrong"]["correct"] is False
     stats = result["languages"]["en"]
     assert (stats["n"], stats["correct"], stats["accuracy"], stats["off_target"]) == (2, 1, 0.5, 0.0)
+    assert stats["accuracy_in_language"] == 0.5 and rows["right"]["correct_in_language"] is True

@@ -180,7 +180,8 @@ def _rows(lang: str, correct: list[int], off: list[int] | None = None) -> list[d
     off = off or [0] * len(correct)
     return [{"id": f"q{i}", "language": lang, "question": "?", "gold": "1", "response": "",
              "extracted": 1 if c else None, "correct": bool(c), "detected_language": "en" if o else lang,
-             "off_target": bool(o), "finish_reason": "stop"} for i, (c, o) in enumerate(zip(correct, off))]
+             "off_target": bool(o), "correct_in_language": bool(c and not o), "finish_reason": "stop"}
+            for i, (c, o) in enumerate(zip(correct, off))]
 
 
 def _config(run_dir: Path, **over) -> None:
@@ -239,20 +240,34 @@ def test_report_paired_tests_and_intervals(tmp_path):
     assert rows["es"][6:] == ["4", "0", "0.125", "not significant"]
     assert rows["de"][6:] == ["0", "0", "1.000", "not significant"]
 
+    # In language: es M0's three right answers are all off-target (0/10); M1 is right on items
+    # 1-7, item 4 off-target (6/10): 0 lost, 6 gained, exact McNemar 2 / 64 = 0.031.
+    inl = _section(text, "#### mgsm: accuracy_in_language, M<t> vs M0 on the same items")
+    rows = {cells[1]: cells for cells in (_cells(line) for line in inl.splitlines()) if cells[0] == "M1"}
+    assert rows["es"] == ["M1", "es", "10", "0.00", "0.60", "+0.60", "0", "6", "0.031", "significant"]
+    assert _row(_section(text, "#### mgsm: accuracy_in_language"), "es") == [
+        "es", "0.00 [0.00, 0.28]", "0.60 [0.31, 0.83] (+0.60)", "10"]
+    assert "#### mgsm: accuracy_in_language gap to en" in text
+
 
 def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else [""]
 
 
 def test_report_reads_older_and_damaged_item_files(tmp_path):
-    """Per-item files saved before `off_target` existed still pair (from detected_language);
-    a damaged line is named in the report and the other lines are used."""
+    """Per-item files saved before `off_target` and `correct_in_language` existed still pair
+    (from detected_language and correct), a result saved before accuracy_in_language gets it
+    from its items; a damaged line is named in the report and the other lines are used."""
     run_dir = write_paired_run(tmp_path / "run", dominant_language="de", languages=["en", "es"])
     for t in (0, 1):
         path = run_dir / f"iter_{t}" / "eval" / "mgsm_generations.jsonl"
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
         for r in rows:
-            del r["off_target"]
+            del r["off_target"], r["correct_in_language"]
+        result = json.loads((path.parent / "mgsm.json").read_text(encoding="utf-8"))
+        for values in result["languages"].values():
+            del values["accuracy_in_language"], values["accuracy_in_language_ci"]
+        (path.parent / "mgsm.json").write_text(json.dumps(result), encoding="utf-8")
         lines = [json.dumps(r) for r in rows]
         if t == 1:
             lines.insert(3, "{not json")
@@ -262,6 +277,11 @@ def test_report_reads_older_and_damaged_item_files(tmp_path):
     off = _section(text, "#### mgsm: off_target, M<t> vs M0 on the same items")
     rows = {cells[1]: cells for cells in (_cells(line) for line in off.splitlines()) if cells[0] == "M1"}
     assert rows["es"][6:] == ["4", "0", "0.125", "not significant"]
+    inl = _section(text, "#### mgsm: accuracy_in_language, M<t> vs M0 on the same items")
+    rows = {cells[1]: cells for cells in (_cells(line) for line in inl.splitlines()) if cells[0] == "M1"}
+    assert rows["es"][6:] == ["0", "6", "0.031", "significant"]
+    assert _row(_section(text, "#### mgsm: accuracy_in_language"), "es") == [
+        "es", "0.00 [0.00, 0.28]", "0.60 [0.31, 0.83] (+0.60)", "10"]
     # de is the dominant language here (config.yaml): the mean is over en and es, the gap is to de.
     assert "**mean en, es**" in _section(text, "#### mgsm: accuracy, M<t> vs M0 on the same items")
     assert _row(_section(text, "#### mgsm: accuracy gap to de (accuracy_xx − accuracy_de)"), "es")[1:] == [

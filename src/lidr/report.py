@@ -95,6 +95,7 @@ def _load_items(path: Path, task: str, t: int, res: RunResults) -> None:
     res.skipped += [(path, why) for why in problems]
     if outcomes:
         res.items.setdefault(task, {})[t] = outcomes
+        rs.add_missing_rates(res.evals[task][t], outcomes)
 
 
 def numeric_metrics(per_iter: dict[int, dict[str, dict[str, Any]]]) -> list[str]:

@@ -17,11 +17,12 @@ from lidr.evaluate.stats import (
 )
 
 # Metrics that are k/n rates: their cells carry a 95 % interval.
-PROPORTIONS = ("accuracy", "off_target", "fidelity")
+PROPORTIONS = ("accuracy", "accuracy_in_language", "off_target", "fidelity")
 # Per-item 0/1 key, in a task's items file, behind each rate metric.
-ITEM_KEYS = {"accuracy": "correct", "off_target": "off_target", "fidelity": "in_language"}
+ITEM_KEYS = {"accuracy": "correct", "accuracy_in_language": "correct_in_language", "off_target": "off_target",
+             "fidelity": "in_language"}
 # Metrics whose gap to the dominant language gets a table and a plot.
-GAP_METRICS = ("accuracy",)
+GAP_METRICS = ("accuracy", "accuracy_in_language")
 ALPHA = 0.05
 N_BOOT = 10_000
 RATE_SPEC = ".2f"  # with an interval beside it, a third decimal is noise at any n we run
@@ -107,9 +108,24 @@ def items_path(result_path: Path, result: dict[str, Any]) -> Path:
 
 def _outcome(row: dict[str, Any], metric: str) -> int | None:
     v = row.get(ITEM_KEYS[metric])
+    # Files saved before a key existed: derived from the keys they have.
     if v is None and metric == "off_target" and "detected_language" in row:
-        v = row["detected_language"] != row.get("language")  # files saved before the key existed
+        v = row["detected_language"] != row.get("language")
+    if v is None and metric == "accuracy_in_language" and "correct" in row:
+        off = _outcome(row, "off_target")
+        v = None if off is None else row["correct"] and not off
     return None if v is None else int(bool(v))
+
+
+def add_missing_rates(langs: dict[str, dict[str, Any]], outcomes: Outcomes) -> None:
+    """Give a result saved before a rate existed (accuracy_in_language) that rate and its
+    interval, from its per-item outcomes, where they cover all of its n items."""
+    for lang, values in langs.items():
+        for metric, by_item in outcomes.get(lang, {}).items():
+            if metric in values or metric not in PROPORTIONS or len(by_item) != values.get("n"):
+                continue
+            k, n = sum(by_item.values()), len(by_item)
+            values[metric], values[f"{metric}_ci"] = k / n, list(wilson_interval(k, n))
 
 
 def load_items(path: Path) -> tuple[Outcomes, list[str]]:

@@ -9,7 +9,7 @@ GSM8K files (`instruction` or `question` + `final_answer`, or an `answer` ending
 Outputs, in `out_dir`: `mgsm.json` (see `evaluate.base`; per language the counts, the
 rates and their 95 % Wilson intervals `accuracy_ci` / `off_target_ci`) and
 `mgsm_generations.jsonl`, one row per question with its item id and 0/1 outcomes
-(`correct`, `off_target`), so a score can be checked, and two models compared item by
+(`correct`, `off_target`, and `correct_in_language`: right and not off-target), so a score can be checked, and two models compared item by
 item (`lidr.evaluate.stats.mcnemar_exact`), without rerunning the model. The result's
 `items` key names that file.
 """
@@ -71,21 +71,28 @@ def _score(item: dict[str, str], lang: str, text: str, finish_reason: str) -> di
     if extracted is not None and extracted.is_integer():
         extracted = int(extracted)  # "18", not "18.0", in the generations file
     detected, _ = detect_language(text)
+    correct = answers_match(extracted, item["gold"])
+    # A response with no letters (detected None) is off-target too: it is not in the language.
+    off_target = detected != lang
     return {
         "id": item["id"], "language": lang, "question": item["question"], "gold": item["gold"],
-        "response": text, "extracted": extracted, "correct": answers_match(extracted, item["gold"]),
-        # A response with no letters (detected None) is off-target too: it is not in the language.
-        "detected_language": detected, "off_target": detected != lang, "finish_reason": finish_reason,
+        "response": text, "extracted": extracted, "correct": correct,
+        "detected_language": detected, "off_target": off_target,
+        # Right and in the question's language: an English answer to a French question is
+        # right on `correct`, but answering in French is what the method is for.
+        "correct_in_language": correct and not off_target, "finish_reason": finish_reason,
     }
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(rows)
     correct = sum(r["correct"] for r in rows)
+    in_language = sum(bool(r["correct"] and not r["off_target"]) for r in rows)
     off = sum(r["off_target"] for r in rows)
     return {
-        "n": n, "correct": correct, "accuracy": correct / n, "off_target": off / n,
-        "accuracy_ci": list(wilson_interval(correct, n)), "off_target_ci": list(wilson_interval(off, n)),
+        "n": n, "correct": correct, "accuracy": correct / n, "accuracy_in_language": in_language / n,
+        "off_target": off / n, "accuracy_ci": list(wilson_interval(correct, n)),
+        "accuracy_in_language_ci": list(wilson_interval(in_language, n)), "off_target_ci": list(wilson_interval(off, n)),
         "no_answer": sum(r["extracted"] is None for r in rows),
         "truncated": sum(r["finish_reason"] == "length" for r in rows),
     }
@@ -96,7 +103,7 @@ def evaluate_mgsm(
     limit: int | None = None, max_new_tokens: int = 512, sampling: Sampling | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Accuracy and off-target rate per language; writes mgsm.json and mgsm_generations.jsonl."""
+    """Accuracy, accuracy in language and off-target rate per language; writes mgsm.json and mgsm_generations.jsonl."""
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")
     text = resolve_template(template)
