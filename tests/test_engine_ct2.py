@@ -187,3 +187,22 @@ def test_a_looping_row_ends_early_only_when_asked(engine_kind, smollm2_dir, ct2_
         elif not is_looping(c.text):
             assert c == f, k
     engine.close()
+
+
+def test_compute_type_from_the_command_line(tiny_model_dir):
+    """`lidr eval/translate-prompts --compute-type int8` reaches the engine; with another
+    engine it is refused in one line."""
+    from typer.testing import CliRunner
+
+    from lidr.cli import _generation_config, app
+    from lidr.engines import engine_from_config
+
+    engine = engine_from_config(_generation_config("ct2", None, None, None, 4, "int8"), str(tiny_model_dir))
+    try:
+        assert isinstance(engine, CT2Engine) and engine.compute_type == "int8"
+    finally:
+        engine.close()
+    result = CliRunner().invoke(app, ["eval", "--model", str(tiny_model_dir), "--task", "mgsm", "--languages", "es",
+                                      "--data", "bundled:arith/dev/{lang}.jsonl", "--engine", "hf",
+                                      "--compute-type", "int8", "-o", "unused"])
+    assert result.exit_code == 2 and "--compute-type int8 is for the ct2 engine, not --engine hf" in result.stderr

@@ -55,14 +55,22 @@ def _serve_command_option():
     return typer.Option(None, "--serve-command", help=_help(OpenAIOptions, "serve_command"))
 
 
+def _compute_type_option():
+    return typer.Option("auto", "--compute-type", help="ct2 engine: auto (float32 on a CPU), int8 (faster, "
+                        "changes the text: benchmarks/RESULTS.md), float32, bfloat16, ...")
+
+
 def _generation_config(engine: str, base_url: Optional[str], api_key_env: Optional[str], serve_command: Optional[str],
-                       batch_size: int):
+                       batch_size: int, compute_type: str = "auto"):
     """The command line's engine choice as a run config's generation section."""
     from lidr.config import GenerationConfig
 
+    if compute_type != "auto" and engine not in ("auto", "ct2"):
+        _fail(ConfigError(f"--compute-type {compute_type} is for the ct2 engine, not --engine {engine}"))
     openai = {"base_url": base_url, "api_key_env": api_key_env or None, "serve_command": serve_command}
     try:
-        return GenerationConfig.model_validate({"engine": engine, "batch_size": batch_size, "openai": openai})
+        return GenerationConfig.model_validate({"engine": engine, "batch_size": batch_size, "openai": openai,
+                                                "ct2": {"compute_type": compute_type}})
     except ValidationError as err:
         _fail(ConfigError(_format_error(err, "(command line)")))
 
@@ -178,6 +186,7 @@ def eval_(
     base_url: Optional[str] = _base_url_option(),
     api_key_env: Optional[str] = _api_key_env_option(),
     serve_command: Optional[str] = _serve_command_option(),
+    compute_type: str = _compute_type_option(),
     judge_engine: Optional[str] = typer.Option(None, "--judge-engine", help=_help(XAlpacaEvalTask, "judge_engine")
                                                + "; openai judges use --judge-base-url"),
     judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="x_alpacaeval: the judge's server"),
@@ -200,7 +209,7 @@ def eval_(
         spec = parse_eval_task({k: v for k, v in options.items() if kind is None or k in kind.model_fields})
     except ValidationError as err:
         _fail(ConfigError(_format_error(err, "(command line)")))
-    gen = _generation_config(engine, base_url, api_key_env, serve_command, batch_size)
+    gen = _generation_config(engine, base_url, api_key_env, serve_command, batch_size, compute_type)
     try:
         check_task(spec, langs, None, gen)
         model_path = resolve_model(model)
@@ -228,6 +237,7 @@ def translate_prompts_cmd(
     base_url: Optional[str] = _base_url_option(),
     api_key_env: Optional[str] = _api_key_env_option(),
     serve_command: Optional[str] = _serve_command_option(),
+    compute_type: str = _compute_type_option(),
 ) -> None:
     """Translate English-only prompts into aligned prompt files that `lidr run` reads."""
     from lidr.config import PromptSource, TranslationConfig
@@ -244,7 +254,7 @@ def translate_prompts_cmd(
         src = PromptSource(paths={source: str(input)}, text_key=text_key, id_key=id_key or None, limit=limit)
         prompts = load_aligned(src, [source], None)[source]
         model_path = resolve_model(model)
-        gen = _generation_config(engine, base_url, api_key_env, serve_command, batch_size)
+        gen = _generation_config(engine, base_url, api_key_env, serve_command, batch_size, compute_type)
         check_engine(gen)
     except USER_ERRORS as err:
         _fail(err)
