@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lidr.data.prompts import DataError, read_records, resolve_path
@@ -61,7 +63,7 @@ def _request_turn(text: str, target: str) -> dict[str, str]:
 
 
 def translation_message(text: str, target: str, source: str | None = None,
-                        examples: list[Example] = ()) -> list[dict[str, str]]:
+                        examples: Sequence[Example] = ()) -> list[dict[str, str]]:
     """The request to translate `text` into `target`, after one answered request per example
     that has both `source` and `target`."""
     turns = []
@@ -72,7 +74,7 @@ def translation_message(text: str, target: str, source: str | None = None,
     return turns + [_request_turn(text, target)]
 
 
-def load_examples(path: str, languages: list[str], base_dir=None) -> list[Example]:
+def load_examples(path: str, languages: list[str], base_dir: Path | None = None) -> list[Example]:
     """The worked examples of `translation.examples`: every line a JSON object with a
     non-empty text for each of `languages` (other keys are ignored)."""
     file = resolve_path(path, base_dir)
@@ -134,7 +136,7 @@ def translation_requests(
     factor: float,
     max_new_tokens: int,
     stop_on_loop: bool = False,
-    examples: list[Example] = (),
+    examples: Sequence[Example] = (),
 ) -> list[ChatRequest]:
     """en -> every xx, and every xx -> en, for non-empty answers of prompts not in `skip_ids`.
     `stop_on_loop`: the gates will drop a looping translation, so the engine may end it early.
