@@ -75,3 +75,24 @@ def test_translation_request_detection():
     assert is_translation_request("Translate the following phrase into French.\nI miss you")
     assert is_translation_request("Provide the translation of 'cat' in German")
     assert not is_translation_request("Give three tips for staying healthy.")
+
+
+def test_english_pairs_are_capped_in_proportion_to_each_language():
+    """ratio 1: as many English pairs via xx as xx pairs kept, those whose prompt kept its xx
+    pair first; ratio 0 drops them all; the xx pairs are never touched."""
+    from lidr.stages.pairs import cap_dominant_pairs
+
+    xx = [{"prompt_id": p, "language": lang, "via_language": None} for p, lang in [("3", "es"), ("1", "de")]]
+    en = [{"prompt_id": p, "language": "en", "via_language": lang}
+          for p, lang in [("1", "es"), ("2", "es"), ("3", "es"), ("1", "de"), ("2", "de")]]
+    kept, dropped = cap_dominant_pairs(xx + en, 1.0)
+    assert [(p["prompt_id"], p["language"], p["via_language"]) for p in kept] == [
+        ("3", "es", None), ("1", "de", None), ("3", "en", "es"), ("1", "en", "de")]
+    assert dropped == {"es": 2, "de": 1}
+    kept, dropped = cap_dominant_pairs(xx + en, 2.0)
+    assert [(p["prompt_id"], p["via_language"]) for p in kept if p["via_language"]] == [
+        ("1", "es"), ("3", "es"), ("1", "de"), ("2", "de")]
+    kept, dropped = cap_dominant_pairs(xx + en, 0.0)
+    assert kept == xx and dropped == {"es": 3, "de": 2}
+    # A language with no pairs of its own keeps no English pairs through it.
+    assert cap_dominant_pairs(en, 5.0)[0] == []

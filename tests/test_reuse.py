@@ -102,3 +102,26 @@ def test_reuse_of_a_directory_that_holds_no_run_is_refused(tmp_path, old_run, tr
     out = lidr("run", str(cfg), "-o", str(tmp_path / "c"), "--reuse", str(tmp_path / "empty"))
     assert out.returncode != 0 and "is damaged (not valid YAML at line 2" in out.stderr, out.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_dominant_ratio_caps_english_pairs_in_a_real_run(old_run, translating_model_dir):
+    """`pairs.dominant_ratio` reaches the pairs stage: with the old run's responses and
+    translations, English pairs through each language are at most ratio x its own pairs."""
+    import pyarrow.parquet as pq
+
+    tmp, prompts = old_run
+    a, c = tmp / "a", tmp / "ratio"
+    cfg = write_config(tmp / "ratio.yaml", translating_model_dir, prompts, evaluation=EVAL, iterations=1,
+                       pairs={"gates": {"enabled": False}, "dominant_ratio": 1.0})
+    done = lidr("run", str(cfg), "-o", str(c), "--reuse", str(a))
+    assert done.returncode == 0, done.stderr[-3000:]
+    before = pq.read_table(a / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
+    after = pq.read_table(c / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
+    own = {lang: sum(p["language"] == lang and p["via_language"] is None for p in after) for lang in ("es", "fr")}
+    via = {lang: sum(p["via_language"] == lang for p in after) for lang in ("es", "fr")}
+    via_before = {lang: sum(p["via_language"] == lang for p in before) for lang in ("es", "fr")}
+    assert all(via[lang] == min(own[lang], via_before[lang]) for lang in own), (own, via, via_before)
+    assert sum(via.values()) < sum(via_before.values()), (via, via_before)  # the cap dropped some
+    assert [p for p in after if p["via_language"] is None] == [p for p in before if p["via_language"] is None]
+    stats = read_json(c / "iter_1" / "pairs" / "_done.json")["languages"]["en"]
+    assert stats["gates"]["dominant_ratio"] == sum(p["via_language"] is not None for p in before) - sum(via.values())

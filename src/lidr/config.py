@@ -222,6 +222,9 @@ class GatesConfig(_Section):
 
 class PairsConfig(_Section):
     dominant_pairs: bool = True
+    # At most this many English pairs per kept pair of the language they came through, after
+    # the gates (1.0: as many English pairs via es as es pairs); None keeps them all (the paper).
+    dominant_ratio: float | None = Field(default=None, ge=0.0, le=1000.0)
     # Quality gates between translation and training (stages/gates.py).
     gates: GatesConfig = Field(default_factory=GatesConfig)
     # Prompts that are themselves translation requests: "copy" pairs the untranslated answers

@@ -238,6 +238,10 @@ class Pipeline:
         gates = cfg.pairs.gates
         # The answer_consistency gate is for math prompts only (a block's `task: math`).
         rows, gate_stats = apply_gates(rows, gates, math=cfg.prompts_for(plan.t).task == "math")
+        if cfg.pairs.dominant_ratio is not None:
+            rows, capped = pairs.cap_dominant_pairs(rows, cfg.pairs.dominant_ratio)
+            if capped:
+                gate_stats.setdefault(cfg.dominant_language, {})["dominant_ratio"] = sum(capped.values())
         for lang, dropped in gate_stats.items():
             stats[lang]["kept"] = sum(1 for r in rows if r["language"] == lang)
             stats[lang]["gates"] = dropped

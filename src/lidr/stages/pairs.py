@@ -13,6 +13,11 @@ meaningless. With `translation_tasks: copy` their pairs use the untranslated ans
 A pair with an empty side, a failed translation, or chosen == rejected carries no
 signal: it is dropped and counted by reason. Pairs are stored in TRL's conversational
 preference format (prompt / chosen / rejected as lists of chat messages).
+
+After the quality gates, `cap_dominant_pairs` can keep the English pairs in proportion to the
+pairs of the language they came through (`pairs.dominant_ratio`): when a language keeps few
+pairs of its own, training on many English ones teaches English answers to its questions
+(docs/EVIDENCE.md, ablations).
 """
 
 from __future__ import annotations
@@ -144,3 +149,24 @@ def build_pairs(
         kept = sum(1 for p in pairs if p["language"] == lang)
         stats[lang] = {"kept": kept, "dropped": dict(dropped[lang])}
     return pairs, stats
+
+
+def cap_dominant_pairs(pairs: list[dict[str, Any]], ratio: float) -> tuple[list[dict[str, Any]], Counter]:
+    """(pairs, dropped per via language): at most `ratio` x (kept pairs of xx) English pairs
+    that came through xx. English pairs whose prompt also kept its xx pair go first (the same
+    problem, taught in both languages), then the rest in order."""
+    own = Counter(p["language"] for p in pairs if p.get("via_language") is None)
+    with_own = {(p["prompt_id"], p["language"]) for p in pairs if p.get("via_language") is None}
+    dominant = [p for p in pairs if p.get("via_language") is not None]
+    ranked = sorted(dominant, key=lambda p: (p["prompt_id"], p["via_language"]) not in with_own)
+    room = {xx: int(ratio * n) for xx, n in own.items()}
+    keep, dropped = set(), Counter()
+    for p in ranked:
+        xx = p["via_language"]
+        if room.get(xx, 0) > 0:
+            room[xx] -= 1
+            keep.add(id(p))
+        else:
+            dropped[xx] += 1
+    return [p for p in pairs if p.get("via_language") is None or id(p) in keep], dropped
+
