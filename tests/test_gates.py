@@ -140,6 +140,15 @@ def test_language_id_passes_texts_too_short_to_identify():
     assert not gate_language_id(xx_pair("de", "The answer is 18."), GatesConfig(min_langid_chars=0), CTX)
 
 
+def test_texts_too_short_to_identify_can_be_dropped():
+    drop = GatesConfig(unidentified="drop")
+    for short in ("10/2 = 5", "18", "Leo has 11 + 7 = 18 now."):  # 0, 0 and 9 letters
+        assert gate_language_id(xx_pair("de", short), CFG, CTX)
+        assert not gate_language_id(xx_pair("de", short), drop, CTX)
+    assert not gate_language_id(xx_pair("de", short), drop.model_copy(update={"min_langid_chars": 5}), CTX)  # en
+    assert gate_language_id(xx_pair("de", TEXT["de"]), drop, CTX)  # identified, and German
+
+
 def test_language_id_skips_translation_task_pairs():
     # "Translate into French": the chosen answer is French whatever the prompt's language.
     p = xx_pair("es", TEXT["fr"]) | {"chosen_source": "en response (translation task)", "chosen_origin": None}

