@@ -16,7 +16,7 @@ from lidr.stages.translate import CLOSE, PREFILL, load_examples, translation_mes
 from lidr.text.answers import extract_answer
 from lidr.text.langid import detect_language
 
-BUNDLED = "bundled:arith/translation_examples.jsonl"
+BUNDLED = "bundled:translation_examples/arith.jsonl"
 EXAMPLES = [{"en": "Two apples.", "es": "Dos manzanas.", "fr": "Deux pommes."},
             {"en": "Three pears.", "es": "Tres peras."}]  # no French: skipped for en<>fr
 

@@ -186,7 +186,7 @@ class TranslationConfig(_Section):
     # false counts it as a failure, as the original does (the paper configs).
     accept_unclosed: bool = True
     # Worked examples shown before each translation request (few-shot self-translation): a
-    # JSONL file (a path, or bundled:arith/translation_examples.jsonl) whose lines map language
+    # JSONL file (a path, or bundled:translation_examples/arith.jsonl) whose lines map language
     # codes to aligned texts; each line with both languages of a direction becomes one
     # request-and-answer turn before the real one. None: the paper's zero-shot prompt.
     examples: str | None = None
