@@ -15,9 +15,10 @@ signal: it is dropped and counted by reason. Pairs are stored in TRL's conversat
 preference format (prompt / chosen / rejected as lists of chat messages).
 
 After the quality gates, `cap_dominant_pairs` can keep the English pairs in proportion to the
-pairs of the language they came through (`pairs.dominant_ratio`): when a language keeps few
-pairs of its own, training on many English ones teaches English answers to its questions
-(docs/EVIDENCE.md, ablations).
+pairs of the language they came through (`pairs.dominant_ratio`), so that a language with few
+pairs of its own is not trained mostly through English. Measured on the arithmetic family
+(docs/EVIDENCE.md, ablations), the cap did not keep French and German answers in their
+language: the short chosen answers did the harm (`gates.unidentified`).
 """
 
 from __future__ import annotations
