@@ -112,6 +112,8 @@ def test_config_defaults_and_errors():
         GatesConfig(native_wrong_language="maybe")
     with pytest.raises(ValidationError):
         GatesConfig(max_repeat_ngram_share=1.5)
+    with pytest.raises(ValidationError, match="language_id_lines"):
+        GatesConfig(language_id_lines=0)
 
 
 # ----------------------------------------------------------------------------------- language_id
@@ -147,6 +149,19 @@ def test_texts_too_short_to_identify_can_be_dropped():
         assert not gate_language_id(xx_pair("de", short), drop, CTX)
     assert not gate_language_id(xx_pair("de", short), drop.model_copy(update={"min_langid_chars": 5}), CTX)  # en
     assert gate_language_id(xx_pair("de", TEXT["de"]), drop, CTX)  # identified, and German
+
+
+def test_a_line_in_another_language_can_be_dropped():
+    # Real shape (dev run, French chosen): French reasoning, then the English answer line.
+    mixed = TEXT["fr"] + "\n#### 17\nThe answer is: 17"
+    lines = GatesConfig(language_id_lines=10)
+    assert gate_language_id(xx_pair("fr", mixed), CFG, CTX)  # as a whole it is French
+    assert not gate_language_id(xx_pair("fr", mixed), lines, CTX)
+    assert gate_language_id(xx_pair("fr", TEXT["fr"] + "\n#### 17\nLa réponse est : 17"), lines, CTX)
+    assert gate_language_id(xx_pair("fr", mixed), GatesConfig(language_id_lines=20), CTX)  # 12 letters: not read
+    # English pairs: a back-translated rejected with a French line is not English.
+    assert not gate_language_id(en_pair(EN + "\nLa réponse est : dix-sept"), lines, CTX)
+    assert gate_language_id(en_pair(EN + "\nThe answer is seventeen"), lines, CTX)
 
 
 def test_language_id_skips_translation_task_pairs():

@@ -72,7 +72,7 @@ def test_each_combined_ablation_is_made_of_measured_single_ones(path):
     at least two of them: its effect is read against theirs."""
     singles = [_changes(p) for p in sorted((CONFIGS / "ablations").glob("*.yaml"))]
     combo = _changes(path)
-    used = [s for s in singles if s and all(combo.get(k) == v for k, v in s.items())]
+    used = [s for s in singles if s and all(k in combo and combo[k] == v for k, v in s.items())]
     assert combo and set(combo) == {k for s in used for k in s}, (combo, used)
     assert len(used) >= 2
     assert load_config(path)[0].prompts_for(1) == load_config(CONFIGS / "evidence_arith.yaml")[0].prompts_for(1)

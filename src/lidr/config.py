@@ -202,6 +202,10 @@ class GatesConfig(_Section):
     min_langid_chars: int = Field(default=30, ge=0, le=10_000)  # letters, not characters
     # A checked side too short to identify (under min_langid_chars letters): kept, or dropped.
     unidentified: Literal["keep", "drop"] = "keep"
+    # Also identify each line of a checked side that has at least this many letters: a text
+    # can pass as French as a whole with an English line in it ("The answer is: 8"), which the
+    # model then learns to write. None: the whole text only.
+    language_id_lines: int | None = Field(default=None, ge=1, le=10_000)
     degenerate: bool = True
     repeat_ngram_n: int = Field(default=4, ge=1, le=32)
     max_repeat_ngram_share: float = Field(default=0.3, gt=0.0, le=1.0)

@@ -13,7 +13,7 @@ it fails:
     degenerate             a repetition loop (repeated n-grams or lines, a run of one character)
     answer_consistency     math: the translated chosen lost or changed the English final number
     language_id            chosen not in the pair's language; en pairs: back-translated
-                           rejected not English
+                           rejected not English (with language_id_lines: any long line too)
     native_wrong_language  the native rejected answer is not in the pair's language
                            (only with native_wrong_language: drop)
     duplicate              exact duplicate (language, prompt, chosen, rejected); last, so a
@@ -38,7 +38,9 @@ What is checked, and why:
   letters pass (numbers and one-word answers cannot be identified), or with
   `unidentified: drop` are dropped: on math, chosen answers such as "10/2 = 5" or "Leo has
   11 + 7 = 18 now." (9 letters) passed as German and taught answers in no language or in
-  English (docs/EVIDENCE.md: half of German off-target answers had no letters at all). Measured on the aligned
+  English (docs/EVIDENCE.md: half of German off-target answers had no letters at all).
+  `language_id_lines: N` also identifies every line of N+ letters: 5 of 17 French chosen
+  answers passed as French with an English line ("The answer is: 8"). Measured on the aligned
   Alpagasus prompts (11 languages) cut to N letters, top-1 accuracy is 0.49-1.00 at 10 letters,
   0.89-1.00 at 20 and 0.95-1.00 at 30: hence 30.
 - length_ratio compares characters normalised by how many characters each language needs for
@@ -216,13 +218,23 @@ def _in_language(text: str, lang: str, cfg: GatesConfig, ctx: GateContext) -> bo
     return ctx.detect(text)[0] == lang
 
 
+def _lines_in_language(text: str, lang: str, cfg: GatesConfig, ctx: GateContext) -> bool:
+    """Every line with at least `language_id_lines` letters is in `lang` (shorter lines, such
+    as "#### 8" or "12 + 5 = 17", are not identified); True when the option is off."""
+    floor = cfg.language_id_lines
+    if floor is None:
+        return True
+    return all(ctx.detect(line)[0] == lang for line in text.splitlines() if letters(line) >= floor)
+
+
 def gate_language_id(pair: dict[str, Any], cfg: GatesConfig, ctx: GateContext) -> bool:
     """The chosen is in the pair's language, and so is a back-translated rejected."""
     if is_translation_task_pair(pair):
         return True
     lang = pair["language"]
     sides = ["chosen"] + (["rejected"] if translated_direction(pair, "rejected") else [])
-    return all(_in_language(side_text(pair, s), lang, cfg, ctx) for s in sides)
+    texts = [side_text(pair, s) for s in sides]
+    return all(_in_language(t, lang, cfg, ctx) and _lines_in_language(t, lang, cfg, ctx) for t in texts)
 
 
 def gate_native_wrong_language(pair: dict[str, Any], cfg: GatesConfig, ctx: GateContext) -> bool:
