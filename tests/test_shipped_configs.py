@@ -76,3 +76,13 @@ def test_each_combined_ablation_is_made_of_measured_single_ones(path):
     assert combo and set(combo) == {k for s in used for k in s}, (combo, used)
     assert len(used) >= 2
     assert load_config(path)[0].prompts_for(1) == load_config(CONFIGS / "evidence_arith.yaml")[0].prompts_for(1)
+
+
+def test_the_chosen_evidence_run_changes_what_its_combined_ablation_changed():
+    """configs/evidence_arith_chosen.yaml is the evidence run with the settings chosen on dev,
+    and nothing else: a setting changed there but never measured on dev fails."""
+    chosen = CONFIGS / "evidence_arith_chosen.yaml"
+    ablation = CONFIGS / "ablations" / "combined" / "evidence_lr2e-5_langid10_unidentified_drop.yaml"
+    assert _changes(chosen) == _changes(ablation) != {}
+    assert load_config(chosen)[0].iterations == 2
+    assert [t.name for t in load_config(chosen)[0].evaluation.tasks] == ["dev", "test"]
