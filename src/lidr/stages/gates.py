@@ -39,10 +39,13 @@ What is checked, and why:
   `unidentified: drop` are dropped: on math, chosen answers such as "10/2 = 5" or "Leo has
   11 + 7 = 18 now." (9 letters) passed as German and taught answers in no language or in
   English (docs/EVIDENCE.md: half of German off-target answers had no letters at all).
-  `language_id_lines: N` also identifies every line of N+ letters: 5 of 17 French chosen
-  answers passed as French with an English line ("The answer is: 8"). Measured on the aligned
-  Alpagasus prompts (11 languages) cut to N letters, top-1 accuracy is 0.49-1.00 at 10 letters,
-  0.89-1.00 at 20 and 0.95-1.00 at 30: hence 30.
+  Measured on the aligned Alpagasus prompts (11 languages) cut to N letters, top-1 accuracy
+  is 0.49-1.00 at 10 letters, 0.89-1.00 at 20 and 0.95-1.00 at 30: hence 30.
+- `language_id_lines: N` (off by default) also identifies every line of N+ letters: French
+  chosen answers passed as French with an English line ("The answer is: 8"), and English
+  pairs' back-translations kept lines of the source language. Measured on dev (EVIDENCE.md):
+  with the default gates it lowered German off-target answers; in the combination with
+  length_ratio off it removed 5 of 12 French pairs and French answers turned English more.
 - length_ratio compares characters normalised by how many characters each language needs for
   the same content (CHARS_PER_ENGLISH_CHAR, measured on the aligned Alpagasus prompts): a
   faithful en>zh translation has about 0.3x the characters, which a raw band of (0.33, 3.0)
