@@ -86,3 +86,11 @@ def test_the_chosen_evidence_run_changes_what_its_combined_ablation_changed():
     assert _changes(chosen) == _changes(ablation) != {}
     assert load_config(chosen)[0].iterations == 2
     assert [t.name for t in load_config(chosen)[0].evaluation.tasks] == ["dev", "test"]
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "ablations" / "replicates").glob("*.yaml")), ids=lambda p: p.stem)
+def test_a_replicate_changes_only_the_training_seed_of_its_ablation(path):
+    """A replicate measures run-to-run spread: the same pairs trained in another order."""
+    original = CONFIGS / "ablations" / "combined" / (path.stem.rsplit("_seed", 1)[0] + ".yaml")
+    differ = diff_configs(load_config(original)[0].model_dump(mode="json"), load_config(path)[0].model_dump(mode="json"))
+    assert sorted(differ) == ["name", "training.seed"], differ
