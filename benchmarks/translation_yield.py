@@ -25,10 +25,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
 from lidr import rundir
-from lidr.config import GatesConfig, load_config, parse_config
+from lidr.config import GatesConfig, load_config
 from lidr.evaluate.stats import discordant, mcnemar_exact
 from lidr.stages.gates import first_failed_gate, GateContext
 from lidr.stages.pairs import build_pairs
@@ -37,7 +35,7 @@ from pairs_vs_gold import correct, gold_answers, share
 
 
 def _config(run: Path):
-    return parse_config(yaml.safe_load(rundir.config_path(run).read_text(encoding="utf-8")))
+    return load_config(rundir.config_path(run))[0]
 
 
 def _translations(it_dir: Path) -> dict[tuple, dict]:
@@ -68,8 +66,7 @@ def compare(run_a: Path, run_b: Path, iteration: int, gates: GatesConfig) -> lis
     trans = [_translations(d) for d in dirs]
     en = cfg.dominant_language
     common = {k for k in trans[0].keys() & trans[1].keys() if k[1] == en}
-    gated = [_gated_xx_pairs(responses, [t[k] for k in common], cfg, gates)
-             for t in trans]
+    gated = [_gated_xx_pairs(responses, [t[k] for k in common], cfg, gates) for t in trans]
     kept = [{k: p for k, (p, reason) in g.items() if reason is None} for g in gated]
     gold = gold_answers(run_a)
     rows = []
