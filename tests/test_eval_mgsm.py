@@ -122,6 +122,7 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
         assert stats["accuracy"] == pytest.approx(stats["correct"] / 3)
         assert stats["off_target"] == pytest.approx(sum(r["detected_language"] != lang for r in mine) / 3)
         assert stats["accuracy_in_language"] == pytest.approx(sum(r["correct_in_language"] for r in mine) / 3)
+        assert stats["median_answer_chars"] == sorted(len(r["response"]) for r in mine)[1]
 
 
 def test_mgsm_scores_known_outcomes(engine, tmp_path):

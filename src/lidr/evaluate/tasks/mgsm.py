@@ -17,6 +17,7 @@ item (`lidr.evaluate.stats.mcnemar_exact`), without rerunning the model. The res
 from __future__ import annotations
 
 import json
+import statistics
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "accuracy_in_language_ci": list(wilson_interval(in_language, n)), "off_target_ci": list(wilson_interval(off, n)),
         "no_answer": sum(r["extracted"] is None for r in rows),
         "truncated": sum(r["finish_reason"] == "length" for r in rows),
+        # How long the answers are: a model that learned to answer with a bare final line
+        # ("El resultado es: 5") instead of working the problem shows it here, whether or
+        # not its accuracy moved (docs/EVIDENCE.md).
+        "median_answer_chars": statistics.median_low([len(r["response"]) for r in rows]),
     }
 
 
