@@ -22,7 +22,7 @@ import os
 import subprocess
 import time
 
-import httpx
+from lidr.engines.http import httpx
 
 from bench_engines import cpu_flags
 from common import demo_prompts, machine, save, timed
