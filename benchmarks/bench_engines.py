@@ -58,6 +58,24 @@ def measure(engine, requests, batch: int) -> dict:
             "tok_s": round(tokens / seconds, 1), "texts": [c.text for c in out]}
 
 
+def float32_baselines(model_dir: str, requests: list[ChatRequest], batch1: int, result: dict) -> dict[int, list[str]]:
+    """hf and ct2 float32 on `requests` at batch 1 (the first `batch1`), 32 and 64, into
+    result["runs"]; the ct2 texts per batch, to compare another engine's against."""
+    texts: dict[int, list[str]] = {}
+    for name, make in (("hf float32", lambda: HFEngine(model_dir, dtype="float32")),
+                       ("ct2 float32", lambda: CT2Engine(model_dir, compute_type="float32"))):
+        engine = make()
+        for batch in (1, 32, 64):
+            r = measure(engine, requests[:batch1] if batch == 1 else requests, batch)
+            texts[batch] = r.pop("texts")
+            if name == "ct2 float32":
+                r["ratio_vs_hf"] = round(r["tok_s"] / result["runs"][f"hf float32 batch {batch}"]["tok_s"], 2)
+            result["runs"][f"{name} batch {batch}"] = r
+            print(f"{name} batch {batch}: {r}", flush=True)
+        engine.close()
+    return texts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--per-language", type=int, default=16)

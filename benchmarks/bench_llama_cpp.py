@@ -24,11 +24,9 @@ import time
 
 from lidr.engines.http import httpx
 
-from bench_engines import cpu_flags
+from bench_engines import cpu_flags, float32_baselines
 from common import demo_prompts, machine, save, timed
 from lidr.engines.base import Sampling
-from lidr.engines.ct2 import CT2Engine
-from lidr.engines.hf import HFEngine
 from lidr.engines.openai import OpenAIEngine
 from lidr.models import bundled_model_dir
 from lidr.stages import generate
@@ -55,26 +53,6 @@ def start_server(binary: str, gguf: str, slots: int) -> subprocess.Popen:
     raise RuntimeError("llama-server did not become ready in 120 s")
 
 
-def run_engine(name, make, requests, batch1, result, ref=None):
-    engine = make()
-    texts = None
-    for batch in (1, 32, 64):
-        subset = requests[:batch1] if batch == 1 else requests
-        engine.batch_size = batch
-        s, out = timed(lambda: engine.generate(subset, Sampling()))
-        tokens = sum(c.n_tokens for c in out)
-        row = {"seconds": round(s, 2), "tokens": tokens, "tok_s": round(tokens / s, 1)}
-        if ref is not None:
-            same = sum(c.text.strip() == r.strip() for c, r in zip(out, ref[batch]))
-            row["exact_match_vs_ct2"] = f"{same}/{len(out)}"
-        result["runs"][f"{name} batch {batch}"] = row
-        print(f"{name} batch {batch}: {row}", flush=True)
-        texts = texts or {}
-        texts[batch] = [c.text for c in out]
-    engine.close()
-    return texts
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True, help="the llama-server binary")
@@ -88,9 +66,7 @@ def main() -> None:
     requests = generate.generation_requests(demo_prompts(args.per_language), MAX_NEW, None)
     result = {"machine": info, "model": "SmolLM2-135M-Instruct", "workload": "generation, greedy, rp 1.0",
               "runs": {}}
-    run_engine("hf float32", lambda: HFEngine(model_dir, dtype="float32"), requests, args.batch1, result)
-    ref = run_engine("ct2 float32", lambda: CT2Engine(model_dir, compute_type="float32"), requests, args.batch1,
-                     result)
+    ref = float32_baselines(model_dir, requests, args.batch1, result)
     for batch in (1, 32, 64):  # one server per width: as many slots as requests in flight
         server = start_server(args.server, args.gguf, batch)
         try:

@@ -24,12 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_engines import cpu_flags
+from bench_engines import cpu_flags, float32_baselines
 from common import demo_prompts, machine, save, timed
 from lidr.chat import format_chat
-from lidr.engines.base import Sampling
 from lidr.engines.ct2 import CT2Engine
-from lidr.engines.hf import HFEngine
 from lidr.models import bundled_model_dir
 from lidr.stages import generate
 
@@ -97,33 +95,13 @@ def main() -> None:
     print(f"machine: {info['cpu']}, {info['cores']} cores, flags {' '.join(info['cpu_flags'])}", flush=True)
     model_dir = str(bundled_model_dir())
     requests = generate.generation_requests(demo_prompts(args.per_language), MAX_NEW, None)
-    ct2 = CT2Engine(model_dir, compute_type="float32")
-    texts = [format_chat(ct2.tokenizer, r.messages, r.prefill) for r in requests]
-    prompt_ids = ct2.tokenizer(texts, add_special_tokens=False)["input_ids"]
     result = {"machine": info, "model": "SmolLM2-135M-Instruct", "workload": "generation, greedy, rp 1.0",
               "runs": {}}
-    hf = HFEngine(model_dir, dtype="float32")
-    for batch in (1, 32, 64):
-        subset = requests[: args.batch1] if batch == 1 else requests
-        hf.batch_size = batch
-        s, out = timed(lambda: hf.generate(subset, Sampling()))
-        tokens = sum(c.n_tokens for c in out)
-        result["runs"][f"hf float32 batch {batch}"] = {"seconds": round(s, 2), "tokens": tokens,
-                                                      "tok_s": round(tokens / s, 1)}
-        print(f"hf batch {batch}: {tokens / s:.1f} tok/s ({tokens} tokens, {s:.1f} s)", flush=True)
-    hf.close()
-    reference = None
-    for batch in (1, 32, 64):
-        subset = requests[: args.batch1] if batch == 1 else requests
-        ct2.batch_size = batch
-        s, out = timed(lambda: ct2.generate(subset, Sampling()))
-        tokens = sum(c.n_tokens for c in out)
-        result["runs"][f"ct2 float32 batch {batch}"] = {
-            "seconds": round(s, 2), "tokens": tokens, "tok_s": round(tokens / s, 1),
-            "ratio_vs_hf": round(tokens / s / result["runs"][f"hf float32 batch {batch}"]["tok_s"], 2)}
-        if batch == 32:
-            reference = [c.text for c in out]
-        print(f"ct2 batch {batch}: {tokens / s:.1f} tok/s ({tokens} tokens, {s:.1f} s)", flush=True)
+    reference = float32_baselines(model_dir, requests, args.batch1, result)[32]
+    # The ct2 engine's tokenizer and end-of-turn ids: ORT gets the same prompt tokens and stops.
+    ct2 = CT2Engine(model_dir, compute_type="float32")
+    prompt_ids = ct2.tokenizer([format_chat(ct2.tokenizer, r.messages, r.prefill) for r in requests],
+                               add_special_tokens=False)["input_ids"]
     stop_ids = ct2.stop_ids
     ct2.close()
     load_s, ort = timed(lambda: OrtGenAI(args.ort_dir, ct2.tokenizer, stop_ids))

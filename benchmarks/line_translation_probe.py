@@ -15,7 +15,6 @@ the reader can judge the content, which no count here measures.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from common import machine
@@ -24,19 +23,12 @@ from lidr import rundir
 from lidr.config import load_config
 from lidr.engines.base import ChatRequest, Sampling
 from lidr.engines.ct2 import CT2Engine
-from lidr.evaluate.stats import wilson_interval
 from lidr.models import resolve_model
 from lidr.stages.translate import CLOSE, PREFILL, translation_message, translation_record
 from lidr.store import read_records
 from lidr.text.langid import detect_language
-
-_LETTER = re.compile(r"[^\W\d_]")
-
-
-def share(k: int, n: int) -> str:
-    lo, hi = wilson_interval(k, n)
-    return f"{k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}]" if n else "0/0"
-
+from lidr.text.quality import letters
+from pairs_vs_gold import share
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -58,7 +50,7 @@ def main() -> None:
                         max_new_tokens=96, prefill=PREFILL, stop=(CLOSE,), stop_on_loop=True,
                         meta={"prompt_id": r["prompt_id"], "source_language": "en",
                               "target_language": args.language, "source": line})
-            for r in en for k, line in enumerate(r["response"].split("\n")) if _LETTER.search(line)]
+            for r in en for k, line in enumerate(r["response"].split("\n")) if letters(line)]
     records = [translation_record(q, c, True) for q, c in zip(reqs, engine.generate(reqs, Sampling()))]
     engine.close()
     parsed = [r for r in records if r["translation"]]
@@ -67,8 +59,10 @@ def main() -> None:
     w_parsed = [t for t in w if t["translation"]]
     w_lang = [t for t in w_parsed if detect_language(t["translation"])[0] == args.language]
     print(f"{len(en)} English answers, {len(reqs)} lines with letters, en>{args.language}")
-    print(f"line by line: parsed {share(len(parsed), len(reqs))}, in {args.language} {share(len(in_lang), len(reqs))}")
-    print(f"whole text (the run's): parsed {share(len(w_parsed), len(w))}, in {args.language} {share(len(w_lang), len(w))}")
+    print(f"line by line: parsed {len(parsed)}/{len(reqs)} = {share(len(parsed), len(reqs))}, "
+          f"in {args.language} {len(in_lang)}/{len(reqs)} = {share(len(in_lang), len(reqs))}")
+    print(f"whole text (the run's): parsed {len(w_parsed)}/{len(w)} = {share(len(w_parsed), len(w))}, "
+          f"in {args.language} {len(w_lang)}/{len(w)} = {share(len(w_lang), len(w))}")
     for r in records[:20]:
         print(repr(r["source"][:90]), "->", repr((r["translation"] or "(failed: " + r["status"] + ")")[:120]))
 
