@@ -14,10 +14,12 @@ script measures, per iteration and language, what that preference teaches:
 With --gates-off the pairs are rebuilt from the run's responses and translations without
 the quality gates (what a gates-off run would train on), and split into those the gates
 keep and those they drop: whether the gates remove the pairs that teach wrong answers.
+With --by-sample, a run with several answers per prompt (`generation.samples`) is split by
+answer: the first (a one-answer run's) against the sampled ones.
 
 Shares carry Wilson 95 % intervals. Usage:
 
-    python benchmarks/pairs_vs_gold.py runs/evidence_arith [--gates-off]
+    python benchmarks/pairs_vs_gold.py runs/evidence_arith [--gates-off] [--by-sample]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from lidr import rundir
 from lidr.config import parse_config
 from lidr.data.prompts import read_records, resolve_path
 from lidr.evaluate.stats import wilson_interval
+from lidr.stages.generate import sample_of
 from lidr.stages.pairs import build_pairs, translation_task_ids
 from lidr.store import read_records as read_stage
 from lidr.text.answers import answers_match, extract_answer
@@ -76,17 +79,24 @@ def ungated_pairs(it_dir: Path, cfg) -> list[dict]:
 
 
 def _key(p: dict) -> tuple:
-    return p["language"], str(p["prompt_id"]), p["chosen"][-1]["content"], p["rejected"][-1]["content"]
+    return (p["language"], str(p["prompt_id"]), sample_of(p), p["chosen"][-1]["content"],
+            p["rejected"][-1]["content"])
+
+
+def by_answer(record: dict) -> str:
+    """The first answer to a prompt (what a one-answer run makes) or a sampled one."""
+    return "first answer" if sample_of(record) == 0 else "sampled answers"
 
 
 def iteration_rows(it_dir: Path, gold: dict[tuple[str, str], str], pairs: list[dict] | None = None,
-                   split=None) -> list[list[str]]:
+                   split=None, by_sample: bool = False) -> list[list[str]]:
     answers = defaultdict(lambda: [0, 0])
     for r in read_stage(it_dir / "responses"):
         g = gold.get((r["language"], str(r["prompt_id"])))
         if g is not None:
-            answers[r["language"]][0] += correct(r["response"], g)
-            answers[r["language"]][1] += 1
+            key = f"{r['language']}, {by_answer(r)}" if by_sample else r["language"]
+            answers[key][0] += correct(r["response"], g)
+            answers[key][1] += 1
     if pairs is None:
         pairs_file = it_dir / "pairs" / rundir.PAIRS_FILE
         pairs = pq.read_table(pairs_file).to_pylist() if pairs_file.is_file() else []
@@ -97,6 +107,8 @@ def iteration_rows(it_dir: Path, gold: dict[tuple[str, str], str], pairs: list[d
             continue
         c, r = correct(p["chosen"][-1]["content"], g), correct(p["rejected"][-1]["content"], g)
         key = p["language"] if p.get("via_language") is None else f"{p['language']} (via {p['via_language']})"
+        if by_sample:
+            key += f", {by_answer(p)}"
         if split:
             key += f", {split(p)}"
         for name, hit in (("n", True), ("chosen", c), ("rejected", r), ("helps", c and not r),
@@ -116,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--gates-off", action="store_true", help="all pairs before the gates, split by kept/dropped")
+    ap.add_argument("--by-sample", action="store_true", help="split by answer: the first, or a sampled one")
     args = ap.parse_args(argv)
     gold = gold_answers(args.run_dir)
     cfg = parse_config(yaml.safe_load(rundir.config_path(args.run_dir).read_text(encoding="utf-8")))
@@ -130,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             if not (it_dir / "translations" / "_done.json").is_file():
                 continue
             rows = iteration_rows(it_dir, gold, ungated_pairs(it_dir, cfg),
-                                  lambda p: "kept by the gates" if p["kept"] else "dropped by the gates")
+                                  lambda p: "kept by the gates" if p["kept"] else "dropped by the gates",
+                                  by_sample=args.by_sample)
         else:
-            rows = iteration_rows(it_dir, gold)
+            rows = iteration_rows(it_dir, gold, by_sample=args.by_sample)
         for row in rows:
             print("| " + " | ".join(row) + " |")
     return 0

@@ -89,6 +89,10 @@ def test_the_plan_stops_at_the_first_setting_that_changes_a_stage(old_run, trans
     # Generation settings change every model's text, M0's evaluation included.
     out = plan("gen", generation={"max_new_tokens": 16, "batch_size": 4, "shard_size": 4})
     assert "reuse from" in out and ": nothing" in out and "generation.max_new_tokens" in out
+    # More answers per prompt change the responses, not how M0 answers an evaluation.
+    out = plan("samples", generation={"samples": 2, "sample_temperature": 0.7})
+    assert "reuse from" in out and ": M0 dev\n" in out and "iteration 1 responses runs: settings differ " \
+        "(generation.sample_temperature, generation.samples)" in out
 
 
 def test_reuse_of_a_directory_that_holds_no_run_is_refused(tmp_path, old_run, translating_model_dir):

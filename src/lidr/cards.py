@@ -32,6 +32,7 @@ PAIR_COLUMNS = {
     "chosen": "the preferred assistant turn (chat messages)",
     "rejected": "the rejected assistant turn (chat messages)",
     "prompt_id": "the id aligning one prompt across languages",
+    "sample": "which answer to the prompt the pair is made of (0: the first; generation.samples)",
     "language": "the pair's language",
     "via_language": "English pairs: the language whose answer was translated back as the rejected side",
     "chosen_source": "where the chosen text comes from (a response or a self-translation)",

@@ -159,6 +159,18 @@ class GenerationConfig(_Section):
     evict_every: int = Field(default=32, ge=0, le=32768)
     shard_size: int = Field(default=64, ge=1)
     task_template: str | None = None
+    # Answers per prompt and language. The first is drawn as a one-answer run draws it (at
+    # `temperature`: greedy by default); the others at `sample_temperature` (None: at
+    # `temperature`). Answer k in English and answer k in xx make one pair, as the first ones do.
+    samples: int = Field(default=1, ge=1, le=64)
+    sample_temperature: float | None = Field(default=None, gt=0.0, le=5.0)
+
+    @model_validator(mode="after")
+    def _samples_can_differ(self) -> GenerationConfig:
+        if self.samples > 1 and (self.sample_temperature or self.temperature) <= 0:
+            raise ValueError(f"samples: {self.samples} greedy answers to one prompt are the same answer; "
+                             "set sample_temperature (or temperature) above 0")
+        return self
 
     @field_validator("task_template")
     @classmethod

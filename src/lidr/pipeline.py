@@ -200,7 +200,8 @@ class Pipeline:
         cfg, g = self.cfg, self.cfg.generation
         self._sharded_stage(
             plan.stage_dir("responses"), f"iter {plan.t} generate",
-            lambda: generate.generation_requests(plan.prompts, g.max_new_tokens, g.task_template),
+            lambda: generate.generation_requests(plan.prompts, g.max_new_tokens, g.task_template, g.samples,
+                                                 g.sample_temperature),
             engine_factory, Sampling(g.temperature, g.top_p, g.repetition_penalty, cfg.seed + plan.t),
             generate.response_record, lambda rows: {"languages": generate.response_stats(rows)})
 
@@ -320,10 +321,11 @@ def describe_plan(cfg: RunConfig, run_dir: Path, plans: list[IterationPlan]) -> 
                      f"{s.metric} (mean of {', '.join(stopping.rule(cfg)['languages'])}) is below {s.min_gain:g}")
     for p in plans:
         counts = ", ".join(f"{lang} {len(v)}" for lang, v in p.prompts.items())
-        n = len(p.prompts[cfg.dominant_language])
+        n = len(p.prompts[cfg.dominant_language]) * cfg.generation.samples  # answers per language
         n_x = len(cfg.languages)
+        each = f" ({cfg.generation.samples} per prompt)" if cfg.generation.samples > 1 else ""
         lines.append(f"iteration {p.t}: prompts {counts}")
-        lines.append(f"  1 generate   {n * (n_x + 1)} responses      -> {p.stage_dir('responses')}")
+        lines.append(f"  1 generate   {n * (n_x + 1)} responses{each} -> {p.stage_dir('responses')}")
         lines.append(f"  2 translate  up to {2 * n * n_x} translations -> {p.stage_dir('translations')}")
         lines.append(f"  3 pairs      up to {n * n_x * (2 if cfg.pairs.dominant_pairs else 1)} pairs -> "
                      f"{p.stage_dir('pairs')}")

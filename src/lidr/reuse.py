@@ -32,6 +32,8 @@ REUSED_FILE = "reused.json"
 # `prompts` is compared per iteration (the block that iteration reads); `name`, `iterations`,
 # the stopping rule and the evaluation tasks change no stage's files.
 _MODEL_KEYS = ("model", "dominant_language", "languages", "seed", "limit", "generation")
+# Generation settings that shape the responses only, not how a model answers an evaluation.
+_RESPONSE_ONLY = ("generation.samples", "generation.sample_temperature")
 _STAGE_KEYS = {
     "responses": ("prompts",),
     # The degenerate gate ends looping translations early, so it shapes the translations.
@@ -54,7 +56,8 @@ def plan_reuse(old_run: Path, cfg: RunConfig, run_dir: Path) -> tuple[list[Copy]
     old_run, run_dir = Path(old_run), Path(run_dir)
     old = _load_config(old_run)
     new = cfg.model_dump(mode="json")
-    copies = _eval_copies(old_run, run_dir, 0, old, new) if not _under(diff_configs(old, new), _MODEL_KEYS) else []
+    model_differs = [k for k in _under(diff_configs(old, new), _MODEL_KEYS) if not _under([k], _RESPONSE_ONLY)]
+    copies = _eval_copies(old_run, run_dir, 0, old, new) if not model_differs else []
     keys: tuple[str, ...] = _MODEL_KEYS
     for t in range(1, cfg.last_iteration + 1):
         differ = diff_configs(_block_view(old, t), _block_view(new, t))

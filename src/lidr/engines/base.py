@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol
 
 from lidr.text.quality import is_looping
@@ -31,6 +31,9 @@ class ChatRequest:
     # The text is of no use once it loops (a translation: the gates drop a looping or cut-off
     # one), so an engine that can may end it early, as cut off (finish_reason "length").
     stop_on_loop: bool = False
+    # This request's sampling temperature when not the stage's (a prompt's extra answers,
+    # `generation.sample_temperature`); None: the stage's.
+    temperature: float | None = None
     # Carried through for the stage that built the request; never sent to a model.
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -82,6 +85,11 @@ def cut_at_stop(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, boo
     return text[: min(ends)], True
 
 
+def request_sampling(sampling: Sampling, request: ChatRequest) -> Sampling:
+    """The sampling settings of one request: the stage's, at the request's own temperature if it has one."""
+    return sampling if request.temperature is None else replace(sampling, temperature=request.temperature)
+
+
 def request_seed(seed: int, request_id: str, *, bits: int = 31) -> int:
     """The sampling seed for one request (or a batch, from its first request's id).
 
@@ -111,13 +119,15 @@ def in_sorted_batches(requests: list[ChatRequest], lengths: list[int], batch_siz
     (length, cap) makes a batch pad little and end together; ties keep their positions, so
     the batches (and a resumed run's) are the same every time. A batch never mixes stop
     strings: an engine that stops a batch on a stop string (transformers' `stop_strings`)
-    would otherwise end a row on another row's.
+    would otherwise end a row on another row's. Nor temperatures: a batch samples at one
+    (`request_sampling` of its first request).
     """
     order = list(range(len(requests)))
     if sort:
         order.sort(key=lambda i: (lengths[i], requests[i].max_new_tokens, i))
     out: list[Completion | None] = [None] * len(requests)
-    for idx in _batches(order, [requests[i].stop for i in range(len(requests))], batch_size):
+    kinds = [(r.stop, r.temperature) for r in requests]
+    for idx in _batches(order, kinds, batch_size):
         batch = run_batch(idx)
         for i, c in zip(idx, batch):
             out[i] = c
@@ -126,12 +136,12 @@ def in_sorted_batches(requests: list[ChatRequest], lengths: list[int], batch_siz
     return out  # type: ignore[return-value]
 
 
-def _batches(order: list[int], stops: list[tuple[str, ...]], batch_size: int) -> list[list[int]]:
-    """`order` cut into batches of at most `batch_size`, each of one stop-string set (in the
-    order each set first appears, so requests that share one keep their order)."""
-    groups: dict[tuple[str, ...], list[int]] = {}
+def _batches(order: list[int], kinds: list[Any], batch_size: int) -> list[list[int]]:
+    """`order` cut into batches of at most `batch_size`, each of one kind (stop strings and
+    temperature; in the order each kind first appears, so requests of one kind keep their order)."""
+    groups: dict[Any, list[int]] = {}
     for i in order:
-        groups.setdefault(stops[i], []).append(i)
+        groups.setdefault(kinds[i], []).append(i)
     return [g[k: k + batch_size] for g in groups.values() for k in range(0, len(g), batch_size)]
 
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from lidr.chat import format_chat
 from lidr.config import GenerationConfig
 from lidr.engines.base import ChatRequest, Completion, EngineError, ProgressFn, Sampling, cut_at_stop, \
-    in_sorted_batches, ends_in_loop, request_seed
+    in_sorted_batches, ends_in_loop, request_sampling, request_seed
 
 # Files whose bytes define a model's converted form (weights, architecture, vocabulary).
 _HASHED = ("config.json", "tokenizer.json")
@@ -184,6 +184,7 @@ class CT2Engine:
     def _generate_batch(self, reqs: list[ChatRequest], prompt_ids: list[list[int]],
                         sampling: Sampling) -> list[Completion]:
         rows = [_Row(self.tokenizer, r, self.stop_ids) for r in reqs]
+        sampling = request_sampling(sampling, reqs[0])  # one temperature per batch (in_sorted_batches)
         greedy = sampling.temperature <= 0
         if not greedy:  # seeded from the batch's first id, like the hf engine: a resume regenerates it
             self._reseed(request_seed(sampling.seed, reqs[0].id))

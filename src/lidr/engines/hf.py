@@ -15,7 +15,7 @@ import torch
 from lidr.chat import format_chat
 from lidr.config import GenerationConfig
 from lidr.engines.base import ChatRequest, Completion, ProgressFn, Sampling, cut_at_stop, free_accelerator_memory, \
-    ends_in_loop, in_sorted_batches, request_seed
+    ends_in_loop, in_sorted_batches, request_sampling, request_seed
 
 
 def build(gen: GenerationConfig, model_path: str, *, batch_size: int | None, seed: int,
@@ -84,6 +84,7 @@ class HFEngine:
     def _generate_batch(self, reqs: list[ChatRequest], texts: list[str], sampling: Sampling) -> list[Completion]:
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         stops = sorted({s for r in reqs for s in r.stop})
+        sampling = request_sampling(sampling, reqs[0])  # one temperature per batch (in_sorted_batches)
         # Seed from the batch's first id: a resumed run regenerates a batch identically.
         torch.manual_seed(request_seed(sampling.seed, reqs[0].id, bits=64))
         kwargs = dict(

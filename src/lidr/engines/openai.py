@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 from lidr.chat import format_chat
 from lidr.config import GenerationConfig, OpenAIOptions
 from lidr.engines.base import ChatRequest, Completion, Engine, EngineError, ProgressFn, Sampling, cut_at_stop, \
-    request_seed
+    request_sampling, request_seed
 from lidr.engines.http import httpx
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,7 @@ class OpenAIEngine:
     def _body(self, body: dict[str, Any], req: ChatRequest, s: Sampling) -> dict[str, Any]:
         if self.model:
             body["model"] = self.model  # omitted: the server's only (or default) model
+        s = request_sampling(s, req)
         body["max_tokens"] = req.max_new_tokens
         body["temperature"] = s.temperature
         if s.temperature > 0:

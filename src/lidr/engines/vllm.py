@@ -17,7 +17,7 @@ from typing import Any, Callable
 from lidr.chat import format_chat
 from lidr.config import GenerationConfig
 from lidr.engines.base import ChatRequest, Completion, EngineError, ProgressFn, Sampling, cut_at_stop, \
-    free_accelerator_memory, request_seed
+    free_accelerator_memory, request_sampling, request_seed
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -51,6 +51,7 @@ def build(gen: GenerationConfig, model_path: str, *, batch_size: int | None, see
 
 def sampling_kwargs(request: ChatRequest, sampling: Sampling) -> dict[str, Any]:
     """Keyword arguments of `vllm.SamplingParams` for one request."""
+    sampling = request_sampling(sampling, request)
     greedy = sampling.temperature <= 0
     return dict(
         temperature=0.0 if greedy else sampling.temperature,

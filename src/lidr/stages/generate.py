@@ -18,22 +18,32 @@ def user_content(prompt: Prompt, task_template: str | None) -> str:
     return render(task_template, prompt.text, prompt.language)
 
 
+def sample_id(base: str, sample: int) -> str:
+    """A request id for answer `sample` of a prompt: the first keeps the one-answer id (so it
+    is seeded, and reads, as in a one-answer run), the others get "#k"."""
+    return base if sample == 0 else f"{base}#{sample}"
+
+
 def generation_requests(
-    prompts: dict[str, list[Prompt]], max_new_tokens: int, task_template: str | None
+    prompts: dict[str, list[Prompt]], max_new_tokens: int, task_template: str | None,
+    samples: int = 1, sample_temperature: float | None = None,
 ) -> list[ChatRequest]:
-    """One request per (prompt, language), longest prompts first so shards batch well."""
+    """`samples` requests per (prompt, language), longest prompts first so shards batch well.
+    Answers after the first are drawn at `sample_temperature` (None: the stage's temperature)."""
     requests = []
     for lang, items in prompts.items():
         for p in items:
             content = user_content(p, task_template)
-            requests.append(
-                ChatRequest(
-                    id=f"{lang}:{p.id}",
-                    messages=[{"role": "user", "content": content}],
-                    max_new_tokens=max_new_tokens,
-                    meta={"prompt_id": p.id, "language": lang, "prompt": content},
+            for k in range(samples):
+                requests.append(
+                    ChatRequest(
+                        id=sample_id(f"{lang}:{p.id}", k),
+                        messages=[{"role": "user", "content": content}],
+                        max_new_tokens=max_new_tokens,
+                        temperature=sample_temperature if k else None,
+                        meta={"prompt_id": p.id, "language": lang, "prompt": content, "sample": k},
+                    )
                 )
-            )
     # Stable order by length: deterministic shards whose requests pad little together.
     return sorted(requests, key=lambda r: -len(r.messages[0]["content"]))
 
@@ -53,4 +63,12 @@ def response_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
             "truncated": finish.get("length", 0),
             "empty": sum(1 for r in rows if not r["response"]),
         }
+        if any(sample_of(r) for r in rows):  # distinct answers to one prompt, when there are several
+            out[lang]["distinct"] = len({(r["prompt_id"], r["response"]) for r in rows})
     return out
+
+
+def sample_of(record: dict[str, Any]) -> int:
+    """Which answer to its prompt a response (or a translation of one) is: 0 in a one-answer
+    run, and in runs made before `generation.samples` existed."""
+    return int(record.get("sample") or 0)

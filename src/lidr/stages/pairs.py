@@ -10,6 +10,9 @@ special: their answer's language is fixed by the request, so translating the ans
 meaningless. With `translation_tasks: copy` their pairs use the untranslated answers
 (chosen y_en, rejected y_xx, on both sides); with `skip` they are dropped and counted.
 
+With several answers per prompt (`generation.samples`), answer k in English and answer k in
+xx make the pairs of answer k, as the first answers do in a one-answer run.
+
 A pair with an empty side, a failed translation, or chosen == rejected carries no
 signal: it is dropped and counted by reason. Pairs are stored in TRL's conversational
 preference format (prompt / chosen / rejected as lists of chat messages).
@@ -27,6 +30,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from lidr.stages.generate import sample_of
 from lidr.text.quality import is_translation_request
 
 
@@ -62,9 +66,10 @@ def _translated_side(t: dict[str, Any] | None, src: dict[str, Any], source: str)
     return _Side(t["translation"], source, src["response"], t.get("finish_reason"), t["translation"] is None)
 
 
-def _pair(pid, lang, prompt, chosen: _Side, rejected: _Side, via) -> dict[str, Any]:
+def _pair(pid, sample, lang, prompt, chosen: _Side, rejected: _Side, via) -> dict[str, Any]:
     return {
         "prompt_id": pid,
+        "sample": sample,  # which answer to the prompt (`generation.samples`), 0 for the first
         "language": lang,
         "prompt": _messages("user", prompt),
         "chosen": _messages("assistant", chosen.text),
@@ -101,9 +106,10 @@ def build_pairs(
     dominant_pairs: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """(pairs, stats). Stats per pair language: kept, and dropped counts by reason."""
-    resp = {(r["prompt_id"], r["language"]): r for r in responses}
-    trans = {(t["prompt_id"], t["source_language"], t["target_language"]): t for t in translations}
-    order = [r["prompt_id"] for r in responses if r["language"] == dominant]
+    # Keyed by prompt and answer (`generation.samples`): English answer k pairs with answer k in xx.
+    resp = {(r["prompt_id"], sample_of(r), r["language"]): r for r in responses}
+    trans = {(t["prompt_id"], sample_of(t), t["source_language"], t["target_language"]): t for t in translations}
+    order = [(r["prompt_id"], sample_of(r)) for r in responses if r["language"] == dominant]
     order = sorted(set(order), key=order.index)
     pairs: list[dict[str, Any]] = []
     dropped: dict[str, Counter] = defaultdict(Counter)
@@ -113,12 +119,12 @@ def build_pairs(
         if reason:
             dropped[lang][reason] += 1
         else:
-            pairs.append(_pair(pid, lang, prompt, chosen, rejected, via))
+            pairs.append(_pair(pid, k, lang, prompt, chosen, rejected, via))
 
-    for pid in order:
-        en = resp[(pid, dominant)]
+    for pid, k in order:
+        en = resp[(pid, k, dominant)]
         for xx in languages:
-            nat = resp.get((pid, xx))
+            nat = resp.get((pid, k, xx))
             if nat is None:
                 dropped[xx]["missing_response"] += 1
                 continue
@@ -134,7 +140,7 @@ def build_pairs(
             if is_task:
                 chosen = _response_side(en, f"{dominant} response (translation task)")
             else:
-                chosen = _translated_side(trans.get((pid, dominant, xx)), en, f"{dominant}>{xx} translation")
+                chosen = _translated_side(trans.get((pid, k, dominant, xx)), en, f"{dominant}>{xx} translation")
             add(xx, nat["prompt"], chosen, native, pid, None)
             if not dominant_pairs:
                 continue
@@ -142,7 +148,7 @@ def build_pairs(
             if is_task:
                 rejected = _response_side(nat, f"{xx} response (translation task)")
             else:
-                rejected = _translated_side(trans.get((pid, xx, dominant)), nat, f"{xx}>{dominant} translation")
+                rejected = _translated_side(trans.get((pid, k, xx, dominant)), nat, f"{xx}>{dominant} translation")
             add(dominant, en["prompt"], english, rejected, pid, xx)
 
     stats = {}

@@ -30,6 +30,7 @@ from typing import Any
 from lidr.data.prompts import DataError, read_records, resolve_path
 from lidr.engines.base import ChatRequest, Completion
 from lidr.languages import get_language
+from lidr.stages.generate import sample_id, sample_of
 
 # Tokens a text takes relative to its English version: the median over 2,000 human-aligned
 # Alpagasus instructions with SmolLM2's tokenizer (benchmarks/bench_translation_cap.py) for
@@ -145,19 +146,19 @@ def translation_requests(
     for r in responses:
         if r["prompt_id"] in skip_ids or not r["response"]:
             continue
-        src = r["language"]
+        src, k = r["language"], sample_of(r)
         targets = languages if src == dominant else [dominant]
         for tgt in targets:
             requests.append(
                 ChatRequest(
-                    id=f"{src}>{tgt}:{r['prompt_id']}",
+                    id=sample_id(f"{src}>{tgt}:{r['prompt_id']}", k),
                     messages=translation_message(r["response"], tgt, src, examples),
                     max_new_tokens=translation_cap(r["n_tokens"], factor, max_new_tokens, src, tgt),
                     prefill=PREFILL,
                     stop=(CLOSE,),
                     stop_on_loop=stop_on_loop,
-                    meta={"prompt_id": r["prompt_id"], "source_language": src, "target_language": tgt,
-                          "source": r["response"]},
+                    meta={"prompt_id": r["prompt_id"], "sample": k, "source_language": src,
+                          "target_language": tgt, "source": r["response"]},
                 )
             )
     return sorted(requests, key=lambda q: (-len(q.meta["source"]), q.id))

@@ -1,0 +1,118 @@
+"""Several answers per prompt (`generation.samples`): the first is drawn as a one-answer run
+draws it, the others at `sample_temperature`; answer k in English pairs with answer k in xx."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import write_config, write_prompt_set
+from lidr.config import GenerationConfig
+from lidr.engines.base import ChatRequest, Sampling
+from lidr.stages.pairs import build_pairs
+
+
+def test_samples_need_a_temperature():
+    with pytest.raises(ValueError, match="samples: 3 greedy answers to one prompt are the same answer"):
+        GenerationConfig(samples=3)
+    assert GenerationConfig(samples=3, sample_temperature=0.7).samples == 3
+    assert GenerationConfig(samples=2, temperature=0.8).sample_temperature is None
+
+
+def _engine(kind, model_dir, tmp_path):
+    if kind == "ct2":
+        pytest.importorskip("ctranslate2")
+        from lidr.engines.ct2 import CT2Engine
+
+        return CT2Engine(str(model_dir), batch_size=8, cache=tmp_path / "ct2")
+    from lidr.engines.hf import HFEngine
+
+    return HFEngine(str(model_dir), batch_size=8, dtype="float32")
+
+
+@pytest.mark.parametrize("kind", ["ct2", "hf"])
+def test_a_request_samples_at_its_own_temperature(kind, smollm2_dir, tmp_path):
+    """In one call, greedy requests give their greedy text (no batch mixes temperatures) and
+    the same prompts at temperature 1 give other, seeded, text."""
+    engine = _engine(kind, smollm2_dir, tmp_path)
+    questions = ["Tom has 12 apples. He buys 4 more. How many apples does Tom have now?",
+                 "¿Cuánto es 7 más 5?", "Décris un chat.", "Name three colours."]
+    greedy = [ChatRequest(f"g{k}", [{"role": "user", "content": q}], max_new_tokens=24)
+              for k, q in enumerate(questions)]
+    hot = [ChatRequest(f"h{k}", r.messages, r.max_new_tokens, temperature=1.0) for k, r in enumerate(greedy)]
+    stage = Sampling(seed=5)  # the stage is greedy; `hot` requests override its temperature
+    alone = [c.text for c in engine.generate(greedy, stage)]
+    mixed = engine.generate(hot[:2] + greedy + hot[2:], stage)
+    again = engine.generate(hot[:2] + greedy + hot[2:], stage)
+    engine.close()
+    by_id = {c.id: c.text for c in mixed}
+    assert [by_id[r.id] for r in greedy] == alone
+    sampled = [by_id[r.id] for r in hot]
+    assert sum(s != g for s, g in zip(sampled, alone)) >= 3, (sampled, alone)
+    assert mixed == again  # seeded
+
+
+def _record(pid, k, lang, text):
+    return {"prompt_id": pid, "sample": k, "language": lang, "prompt": f"{pid} in {lang}",
+            "response": text, "finish_reason": "stop", "n_tokens": 3}
+
+
+def _translation(pid, k, src, tgt, text):
+    return {"prompt_id": pid, "sample": k, "source_language": src, "target_language": tgt,
+            "translation": text, "status": "ok", "finish_reason": "stop"}
+
+
+def test_answer_k_pairs_with_answer_k():
+    responses, translations = [], []
+    for k in (0, 1):
+        responses += [_record("p1", k, "en", f"en answer {k}"), _record("p1", k, "es", f"es answer {k}")]
+        translations += [_translation("p1", k, "en", "es", f"en answer {k}, in es"),
+                         _translation("p1", k, "es", "en", f"es answer {k}, in en")]
+    pairs, stats = build_pairs(responses, translations, "en", ["es"], set())
+    got = {(p["language"], p["sample"]): (p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs}
+    assert got == {("es", 0): ("en answer 0, in es", "es answer 0"), ("en", 0): ("en answer 0", "es answer 0, in en"),
+                   ("es", 1): ("en answer 1, in es", "es answer 1"), ("en", 1): ("en answer 1", "es answer 1, in en")}
+    assert stats["es"]["kept"] == 2
+    # A run made before samples existed has no `sample` field: every answer is the first.
+    old = [{k: v for k, v in r.items() if k != "sample"} for r in responses + translations if r["sample"] == 0]
+    pairs, _ = build_pairs(old[:2], old[2:], "en", ["es"], set())
+    assert [p["sample"] for p in pairs] == [0, 0]
+
+
+def test_a_run_with_three_answers_per_prompt(tmp_path, translating_model_dir):
+    """The first answers are a one-answer run's; the others are sampled, translated with their
+    own ids and paired with the answers of their own draw."""
+    prompts = write_prompt_set(tmp_path / "prompts", n=4)
+    runs = {}
+    for name, gen in [("one", {}), ("three", {"samples": 3, "sample_temperature": 1.0})]:
+        cfg = write_config(tmp_path / f"{name}.yaml", translating_model_dir, prompts, iterations=1,
+                           generation={"engine": "hf", **gen})
+        proc = subprocess.run([sys.executable, "-m", "lidr", "run", str(cfg), "-o", str(tmp_path / name)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = tmp_path / name / "iter_1"
+
+    def rows(name, stage):
+        return pq.read_table(runs[name] / stage).to_pylist()
+
+    one, three = rows("one", "responses"), rows("three", "responses")
+    assert len(three) == 3 * len(one) == 3 * 4 * 3  # 4 prompts x en/es/fr x 3 answers
+    first = {(r["prompt_id"], r["language"]): r["response"] for r in three if r["sample"] == 0}
+    assert first == {(r["prompt_id"], r["language"]): r["response"] for r in one}
+    answers = {(r["prompt_id"], r["sample"], r["language"]): r["response"] for r in three}
+    assert sum(answers[(p, 1, lang)] != answers[(p, 0, lang)] for p, lang in first) >= len(first) // 2
+    # Every answer of every draw was translated, from its own text.
+    trans = rows("three", "translations")
+    assert len(trans) == 3 * len(rows("one", "translations"))
+    assert all(t["source"] == answers[(t["prompt_id"], t["sample"], t["source_language"])] for t in trans)
+    # Pairs: the chosen es/fr side came from the English answer of the same draw, the rejected
+    # side is that draw's own answer.
+    pairs = pq.read_table(runs["three"] / "pairs" / "pairs.parquet").to_pylist()
+    native = [p for p in pairs if p["language"] != "en"]
+    assert {p["sample"] for p in native} == {0, 1, 2}
+    for p in native:
+        assert p["chosen_origin"] == answers[(p["prompt_id"], p["sample"], "en")]
+        assert p["rejected"][0]["content"] == answers[(p["prompt_id"], p["sample"], p["language"])]
