@@ -248,6 +248,17 @@ def test_retries_429_then_succeeds(scripted):
     assert engine.retries == 2 and len(srv.requests) == 3
 
 
+def test_a_request_is_sent_at_its_own_temperature(scripted):
+    """`generation.samples`: a prompt's extra answers carry their own temperature (and seed)."""
+    srv = scripted([(200, chat_json("Hola", tokens=1))])
+    engine = OpenAIEngine(srv.url, "m", api_key_env=None, concurrency=1)
+    engine.generate([ChatRequest("g", _user("Hi"), max_new_tokens=4),
+                     ChatRequest("h", _user("Hi"), max_new_tokens=4, temperature=0.7)], Sampling(top_p=0.9, seed=1))
+    sent = {body["temperature"]: body for _, body in srv.requests}
+    assert set(sent) == {0.0, 0.7}
+    assert "seed" not in sent[0.0] and sent[0.7]["top_p"] == 0.9 and "seed" in sent[0.7]
+
+
 def test_retries_are_bounded(scripted):
     srv = scripted([(503, {"error": "overloaded"})])
     engine = OpenAIEngine(srv.url, "m", api_key_env=None, max_retries=2, backoff=0.01)

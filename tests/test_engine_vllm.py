@@ -50,6 +50,12 @@ def test_sampling_kwargs_when_sampling():
     assert (kw["temperature"], kw["top_p"], kw["max_tokens"], kw["stop"]) == (0.7, 0.95, 7, [])
 
 
+def test_a_request_samples_at_its_own_temperature():
+    req = ChatRequest("r#1", [{"role": "user", "content": "hi"}], max_new_tokens=7, temperature=0.7)
+    kw = sampling_kwargs(req, Sampling(temperature=0.0, top_p=0.95, seed=3))  # the stage is greedy
+    assert (kw["temperature"], kw["top_p"]) == (0.7, 0.95)
+
+
 def test_seed_follows_the_request_id_and_the_run_seed():
     def seed(rid: str, run_seed: int = 0) -> int:
         req = ChatRequest(rid, [{"role": "user", "content": "hi"}], max_new_tokens=8)
