@@ -13,6 +13,7 @@ from helpers import write_config, write_prompt_set
 from lidr.config import GenerationConfig
 from lidr.engines.base import ChatRequest, Sampling
 from lidr.stages.pairs import build_pairs
+from lidr.store import read_json
 
 
 def test_samples_need_a_temperature():
@@ -116,3 +117,13 @@ def test_a_run_with_three_answers_per_prompt(tmp_path, translating_model_dir):
     for p in native:
         assert p["chosen_origin"] == answers[(p["prompt_id"], p["sample"], "en")]
         assert p["rejected"][0]["content"] == answers[(p["prompt_id"], p["sample"], p["language"])]
+    # The stage and the report say how many kept pairs the extra answers brought.
+    stats = read_json(runs["three"] / "pairs" / "_done.json")["languages"]
+    assert {lang: s["kept_sampled"] for lang, s in stats.items()} == \
+        {lang: sum(1 for p in pairs if p["language"] == lang and p["sample"]) for lang in stats}
+    report = subprocess.run([sys.executable, "-m", "lidr", "report", str(tmp_path / "three")],
+                            capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr[-2000:]
+    text = (tmp_path / "three" / "report.md").read_text()
+    assert "| iteration | language | kept | of them from sampled answers | dropped |" in text
+    assert f"| 1 | es | {stats['es']['kept']} | {stats['es']['kept_sampled']} |" in text

@@ -246,6 +246,9 @@ class Pipeline:
         for lang, dropped in gate_stats.items():
             stats[lang]["kept"] = sum(1 for r in rows if r["language"] == lang)
             stats[lang]["gates"] = dropped
+        if cfg.generation.samples > 1:  # how many of the kept pairs the extra answers brought
+            for lang in stats:
+                stats[lang]["kept_sampled"] = sum(1 for r in rows if r["language"] == lang and r["sample"])
         for r in rows:
             r["iteration"] = plan.t
         if rows:

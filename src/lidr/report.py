@@ -266,19 +266,21 @@ def _image(png: Path | None, title: str, run_dir: Path) -> list[str]:
 
 def pairs_section(res: RunResults) -> list[str]:
     """Kept and dropped pairs per language, per iteration (iteration t trains M<t> from M<t-1>)."""
+    done_by_t = {t: d for t in res.iterations if (d := res.stages.get(t, {}).get("pairs"))}
+    # With several answers per prompt (generation.samples): how many kept pairs came from the extra ones.
+    sampled = any("kept_sampled" in s for d in done_by_t.values() for s in (d.get("languages") or {}).values())
     rows = []
-    for t in res.iterations:
-        done = res.stages.get(t, {}).get("pairs")
-        if not done:
-            continue
+    for t, done in done_by_t.items():
         for lang, s in (done.get("languages") or {}).items():
             dropped = rundir.drop_reasons(s)
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "-"
-            rows.append([str(t), lang, str(s.get("kept", "-")), str(sum(dropped.values())), reasons])
+            extra = [str(s.get("kept_sampled", "-"))] if sampled else []
+            rows.append([str(t), lang, str(s.get("kept", "-")), *extra, str(sum(dropped.values())), reasons])
     if not rows:
         return []
-    return ["## Preference pairs", "", *_table(["iteration", "language", "kept", "dropped", "dropped by reason"],
-                                              rows), ""]
+    header = ["iteration", "language", "kept", *(["of them from sampled answers"] if sampled else []), "dropped",
+              "dropped by reason"]
+    return ["## Preference pairs", "", *_table(header, rows), ""]
 
 
 def _stage_key(name: str) -> tuple[int, str]:
