@@ -30,6 +30,7 @@ from lidr.text.langid import detect_language
 from lidr.text.quality import letters
 from pairs_vs_gold import share
 
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)

@@ -114,7 +114,7 @@ def build_pairs(
     pairs: list[dict[str, Any]] = []
     dropped: dict[str, Counter] = defaultdict(Counter)
 
-    def add(lang: str, prompt: str, chosen: _Side, rejected: _Side, pid: str, via: str | None) -> None:
+    def add(lang: str, prompt: str, chosen: _Side, rejected: _Side, pid: str, k: int, via: str | None) -> None:
         reason = _drop_reason(chosen.text, rejected.text, chosen.failed or rejected.failed)
         if reason:
             dropped[lang][reason] += 1
@@ -141,7 +141,7 @@ def build_pairs(
                 chosen = _response_side(en, f"{dominant} response (translation task)")
             else:
                 chosen = _translated_side(trans.get((pid, k, dominant, xx)), en, f"{dominant}>{xx} translation")
-            add(xx, nat["prompt"], chosen, native, pid, None)
+            add(xx, nat["prompt"], chosen, native, pid, k, None)
             if not dominant_pairs:
                 continue
             # Dominant pair: rejected = the native answer back in English.
@@ -149,7 +149,7 @@ def build_pairs(
                 rejected = _response_side(nat, f"{xx} response (translation task)")
             else:
                 rejected = _translated_side(trans.get((pid, k, xx, dominant)), nat, f"{xx}>{dominant} translation")
-            add(dominant, en["prompt"], english, rejected, pid, xx)
+            add(dominant, en["prompt"], english, rejected, pid, k, xx)
 
     stats = {}
     for lang in [dominant, *languages]:
