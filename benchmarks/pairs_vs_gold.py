@@ -46,12 +46,12 @@ def gold_answers(run_dir: Path) -> dict[tuple[str, str], str]:
     """(language, prompt id) -> gold answer, from every prompt block of the run's config."""
     cfg = parse_config(yaml.safe_load(rundir.config_path(run_dir).read_text(encoding="utf-8")))
     gold = {}
-    for block in cfg.prompts:
+    for src in (s for block in cfg.prompts for s in block.sources):
         for lang in cfg.all_languages:
-            spec = block.paths[lang] if block.paths else block.path.replace("{lang}", lang)
+            spec = src.paths[lang] if src.paths else src.path.replace("{lang}", lang)
             for _, rec in read_records(resolve_path(spec, None)):
                 if "answer" in rec:
-                    gold[(lang, str(rec[block.id_key or "id"]))] = str(rec["answer"])
+                    gold[(lang, str(rec[src.id_key or "id"]))] = str(rec["answer"])
     return gold
 
 

@@ -51,6 +51,30 @@ def test_paths_must_cover_every_language():
         cfg(prompts=[{"paths": {"en": "a.jsonl", "es": "b.jsonl"}}])
 
 
+def test_a_prompt_block_may_mix_sources():
+    c = cfg(prompts=[{"mix": [{"path": "arith/{lang}.jsonl", "text_key": "question", "task": "math"},
+                              {"path": "alpagasus/{lang}.jsonl", "limit": 100}]}])
+    block = c.prompts_for(1)
+    assert [(s.path, s.task, s.limit) for s in block.sources] == [
+        ("arith/{lang}.jsonl", "math", None), ("alpagasus/{lang}.jsonl", "instruction", 100)]
+    assert parse_config(c.model_dump(mode="json")) == c  # what a run saves reads back the same
+
+
+@pytest.mark.parametrize("block, key, words", [
+    ({"mix": [{"path": "a/{lang}.jsonl"}]}, "prompts.0.mix", "at least 2 items"),
+    ({"mix": [{"path": "a/{lang}.jsonl"}, {"path": "b/{lang}.jsonl", "limt": 3}]}, "prompts.0.mix.1.limt", "unknown key"),
+    ({"mix": [{"path": "a/{lang}.jsonl"}, {"paths": {"en": "b.jsonl"}}]}, "prompts[0].mix[1].paths",
+     "no file for ['es', 'fr', 'de']"),
+    ({"path": "a.jsonl"}, "prompts.0", "must contain {lang}"),
+])
+def test_bad_prompt_blocks_name_the_key(block, key, words):
+    with pytest.raises(ConfigError) as err:
+        cfg(prompts=[block])
+    msg = str(err.value)
+    assert f"{key}" in msg and words in msg and "\n" not in msg
+    assert ".source." not in msg and "mix.mix" not in msg  # the union's tags are not keys
+
+
 def test_load_config_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "none.yaml")

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
+from lidr.config import GatesConfig
 from lidr.data.prompts import resolve_path
 from lidr.evaluate.tasks.fidelity import evaluate_fidelity, fidelity_of_records
+from lidr.stages.gates import is_degenerate
 from lidr.store import read_json
 
 
@@ -58,6 +60,13 @@ def test_fidelity_on_smollm2(engine, tmp_path):
         assert stats["fidelity"] == pytest.approx(sum(r["in_language"] for r in mine) / 2)
         assert sum(stats["detected"].values()) == 2
         assert stats["detected"].get(lang, 0) == sum(r["in_language"] for r in mine)
+        # The answers' form: loops (the degenerate gate's measures), cut-offs, length.
+        assert stats["degenerate"] == pytest.approx(sum(r["degenerate"] for r in mine) / 2)
+        assert stats["truncated"] == sum(r["finish_reason"] == "length" for r in mine)
+        assert stats["median_answer_chars"] == min(len(r["response"]) for r in mine)  # median_low of two
+    assert all(r["degenerate"] == is_degenerate(r["response"], GatesConfig()) for r in rows)
+    # SmolLM2 answers the second Spanish prompt with one sentence said over and over.
+    assert [r["degenerate"] for r in rows if r["language"] == "es"] == [False, True]
     # The model is English-dominant: its English answers are English.
     assert result["languages"]["en"]["fidelity"] == 1.0 and result["languages"]["en"]["detected"] == {"en": 2}
     assert [r["in_language"] for r in rows if r["language"] == "en"] == [True, True]

@@ -323,6 +323,17 @@ def test_translation_that_loses_or_changes_the_number_is_dropped(lost):
     assert gate_answer_consistency(p, CFG, CTX)  # not a math run: no check
 
 
+def test_answer_consistency_in_a_mix_checks_the_math_prompts_only():
+    """A mix of word problems and instructions: the gate runs on the ids marked math."""
+    changed = "Hace 8 bandejas de 24 galletas, así que 8 * 24 = 182. La respuesta es 182."
+    ctx = GateContext(math=frozenset({"arith-1"}))
+    assert not gate_answer_consistency(xx_pair("es", changed, origin=MATH_EN, pid="arith-1"), CFG, ctx)
+    assert gate_answer_consistency(xx_pair("es", changed, origin=MATH_EN, pid="alpagasus-7"), CFG, ctx)
+    kept, stats = apply_gates([xx_pair("es", changed, origin=MATH_EN, pid=pid) for pid in ("arith-1", "alpagasus-7")],
+                              GatesConfig(), math=frozenset({"arith-1"}))
+    assert [p["prompt_id"] for p in kept] == ["alpagasus-7"] and stats == {"es": {"answer_consistency": 1}}
+
+
 def test_answer_consistency_passes_when_the_origin_has_no_number():
     assert gate_answer_consistency(xx_pair("es", TEXT["es"]), CFG, MATH)
     assert gate_answer_consistency(en_pair("Plants make 3 sugars."), CFG, MATH)  # rejected: not checked

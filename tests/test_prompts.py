@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lidr.config import PromptSource
+from lidr.config import PromptMix, PromptSource
 from lidr.data.prompts import DataError, load_aligned
 
 
@@ -81,3 +81,29 @@ def test_shared_gsm8k_aligns_by_row(shared_data):
     out = load_aligned(src, ["en", "es"], None)
     assert out["en"][0].text.startswith("Natalia sold clips")
     assert out["es"][0].text.startswith("Natalia vendió clips")
+
+
+# ---- a mix of sources in one block ------------------------------------------------------------
+
+def test_a_mix_is_its_sources_in_turn_each_with_its_task_and_limit(shared_data):
+    """Word problems and everyday instructions in one block: both real sets, aligned, each
+    prompt carrying its source's task; the run's limit applies to each source."""
+    mix = PromptMix(mix=[
+        PromptSource(path="bundled:arith/train_1/{lang}.jsonl", text_key="question", task="math"),
+        PromptSource(path=str(shared_data / "alpagasus/id_0_1000/{lang}.jsonl"), offset=10, limit=3),
+    ])
+    out = load_aligned(mix, ["en", "es"], None, limit=2)
+    assert [p.id for p in out["en"]] == ["train_1-0001", "train_1-0002", "alpagasus-10", "alpagasus-11"]
+    assert [p.id for p in out["es"]] == [p.id for p in out["en"]]
+    assert [p.task for p in out["es"]] == ["math", "math", "instruction", "instruction"]
+    assert out["es"][0].text.startswith("Julia tiene 7 años")
+    # Without the run's limit, each source keeps its own: 300 word problems, then 3 instructions.
+    assert [p.task for p in load_aligned(mix, ["en", "es"], None)["en"]] == ["math"] * 300 + ["instruction"] * 3
+
+
+def test_a_mix_refuses_an_id_in_two_sources(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    one, two = make_set(tmp_path / "a", {"en": ["x", "y"], "es": ["x", "y"]}), \
+        make_set(tmp_path / "b", {"en": ["z", "y"], "es": ["z", "y"]})
+    with pytest.raises(DataError, match=r"prompt id 'y' is in mix sources 0 and 1"):
+        load_aligned(PromptMix(mix=[one, two]), ["en", "es"], None)

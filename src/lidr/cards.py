@@ -92,7 +92,7 @@ def _gguf_license() -> str | None:
 
 def hub_datasets(cfg: RunConfig, up_to: int) -> list[str]:
     """Hub dataset ids the prompts of iterations 1..up_to came from."""
-    ids = (cfg.prompts_for(t).hub for t in range(1, up_to + 1))
+    ids = (src.hub for t in range(1, up_to + 1) for src in cfg.prompts_for(t).sources)
     return sorted({i for i in ids if i})
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator, model_validator,
+)
 
 from lidr.errors import ConfigError  # every bad value here becomes one (lidr/errors.py says why it lives there)
 from lidr.languages import get_language
@@ -57,6 +59,34 @@ class PromptSource(_Section):
 
     def text_key_for(self, lang: str) -> str:
         return self.text_keys.get(lang, self.text_key)
+
+    @property
+    def sources(self) -> list[PromptSource]:
+        return [self]
+
+
+class PromptMix(_Section):
+    """One iteration's prompts from several sources, e.g. word problems and everyday
+    instructions in one training block. Each source keeps its own keys, offset, limit and
+    `task` (so the answer_consistency gate runs on the math prompts only); a prompt id may
+    appear in one source only."""
+
+    mix: list[PromptSource] = Field(min_length=2)
+
+    @property
+    def sources(self) -> list[PromptSource]:
+        return list(self.mix)
+
+
+def _block_kind(v: Any) -> str:
+    return "mix" if isinstance(v, PromptMix) or (isinstance(v, dict) and "mix" in v) else "source"
+
+
+# An iteration's prompt block: one source, or `mix:` several. The tag is chosen from the keys,
+# so a bad source gets the source's error alone, not one per member of the union.
+PromptBlock = Annotated[
+    Union[Annotated[PromptSource, Tag("source")], Annotated[PromptMix, Tag("mix")]], Discriminator(_block_kind)]
+PROMPT_BLOCK_TAGS = ("source", "mix")
 
 
 class VLLMOptions(_Section):
@@ -359,7 +389,7 @@ class MgsmTask(EvalTask):
 class FidelityTask(EvalTask):
     task: Literal["fidelity"] = "fidelity"
 
-    metrics: ClassVar[tuple[str, ...] | None] = ("fidelity",)
+    metrics: ClassVar[tuple[str, ...] | None] = ("fidelity", "degenerate")
 
 
 class XAlpacaEvalTask(EvalTask):
@@ -460,7 +490,7 @@ class StoppingConfig(_Section):
     over the non-dominant languages; below `min_gain` (in the metric's own units) the run stops."""
 
     task: str  # the label (or task name) of one of evaluation.tasks, e.g. a dev set
-    metric: str = "accuracy"  # off_target counts lower as better
+    metric: str = "accuracy"  # off_target and degenerate count lower as better
     min_gain: float = 0.01
 
 
@@ -504,7 +534,7 @@ class RunConfig(_Section):
     stopping: StoppingConfig | None = None
     seed: int = 0
     limit: int | None = Field(default=None, ge=1)
-    prompts: list[PromptSource] = Field(min_length=1)
+    prompts: list[PromptBlock] = Field(min_length=1)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     translation: TranslationConfig = Field(default_factory=TranslationConfig)
     pairs: PairsConfig = Field(default_factory=PairsConfig)
@@ -563,11 +593,13 @@ class RunConfig(_Section):
                 "model, but this run generates or evaluates M0, M1, ...; unset model_name (requests then "
                 "name each model's path) or set serve_command (a server per model)"
             )
-        for i, src in enumerate(self.prompts):
-            if src.paths is not None:
-                missing = [c for c in self.all_languages if c not in src.paths]
-                if missing:
-                    raise ValueError(f"prompts[{i}].paths has no file for {missing}")
+        for i, block in enumerate(self.prompts):
+            for j, src in enumerate(block.sources):
+                where = f"prompts[{i}]" + (f".mix[{j}]" if isinstance(block, PromptMix) else "")
+                if src.paths is not None:
+                    missing = [c for c in self.all_languages if c not in src.paths]
+                    if missing:
+                        raise ValueError(f"{where}.paths has no file for {missing}")
         return self
 
     @property
@@ -579,15 +611,16 @@ class RunConfig(_Section):
         """The number of iterations, or under `iterations: auto` the most there may be."""
         return self.max_iterations if self.iterations == "auto" else self.iterations
 
-    def prompts_for(self, iteration: int) -> PromptSource:
+    def prompts_for(self, iteration: int) -> PromptSource | PromptMix:
         return self.prompts[0] if len(self.prompts) == 1 else self.prompts[iteration - 1]
 
 
 def _error_key(loc: tuple[Any, ...]) -> str:
     """The dotted key of an error. A tagged union puts the member's tag into the location
-    (evaluation.tasks.0.mgsm.label); the task's `task:` key already says it, so it is left out."""
-    parts = [p for i, p in enumerate(loc)
-             if not (p in EVAL_TASK_CLASSES and (i == 0 or isinstance(loc[i - 1], int)))]
+    (evaluation.tasks.0.mgsm.label, prompts.0.source.path); the task's `task:` key or the
+    block's own keys already say it, so it is left out."""
+    tags = (*EVAL_TASK_CLASSES, *PROMPT_BLOCK_TAGS)
+    parts = [p for i, p in enumerate(loc) if not (p in tags and (i == 0 or isinstance(loc[i - 1], int)))]
     return ".".join(str(p) for p in parts)
 
 

@@ -17,6 +17,7 @@ evaluates, while the others wait for the next model and then shard the next iter
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -237,18 +238,16 @@ class Pipeline:
             responses, translations, cfg.dominant_language, cfg.languages, self._task_ids(responses),
             cfg.pairs.translation_tasks, cfg.pairs.dominant_pairs)
         gates = cfg.pairs.gates
-        # The answer_consistency gate is for math prompts only (a block's `task: math`).
-        rows, gate_stats = apply_gates(rows, gates, math=cfg.prompts_for(plan.t).task == "math")
+        # The answer_consistency gate is for math prompts only (their source's `task: math`).
+        math_ids = frozenset(p.id for p in plan.prompts[cfg.dominant_language] if p.task == "math")
+        rows, gate_stats = apply_gates(rows, gates, math=math_ids)
         if cfg.pairs.dominant_ratio is not None:
             rows, capped = pairs.cap_dominant_pairs(rows, cfg.pairs.dominant_ratio)
             if capped:
                 gate_stats.setdefault(cfg.dominant_language, {})["dominant_ratio"] = sum(capped.values())
         for lang, dropped in gate_stats.items():
-            stats[lang]["kept"] = sum(1 for r in rows if r["language"] == lang)
             stats[lang]["gates"] = dropped
-        if cfg.generation.samples > 1:  # how many of the kept pairs the extra answers brought
-            for lang in stats:
-                stats[lang]["kept_sampled"] = sum(1 for r in rows if r["language"] == lang and r["sample"])
+        self._count_kept(stats, rows, plan)
         for r in rows:
             r["iteration"] = plan.t
         if rows:
@@ -258,6 +257,20 @@ class Pipeline:
         write_json_atomic(out / DONE, summary)
         kept = ", ".join(f"{lang} {s['kept']}" for lang, s in stats.items())
         self.console.log(f"iteration {plan.t}: {len(rows)} pairs kept ({kept})")
+
+    def _count_kept(self, stats: dict[str, dict[str, Any]], rows: list[dict], plan: IterationPlan) -> None:
+        """Kept pairs per language; with several answers per prompt, how many the extra answers
+        brought; with a mix of prompt kinds, how many each kind gave."""
+        task_of = {p.id: p.task for p in plan.prompts[self.cfg.dominant_language]}
+        kinds = sorted(set(task_of.values()))
+        for lang in stats:
+            mine = [r for r in rows if r["language"] == lang]
+            stats[lang]["kept"] = len(mine)
+            if self.cfg.generation.samples > 1:
+                stats[lang]["kept_sampled"] = sum(1 for r in mine if r["sample"])
+            if len(kinds) > 1:
+                by_task = Counter(task_of[r["prompt_id"]] for r in mine)
+                stats[lang]["kept_by_task"] = {k: by_task[k] for k in kinds}
 
     def _train(self, plan: IterationPlan, model_in: str) -> None:
         out = plan.stage_dir("train")
@@ -327,7 +340,9 @@ def describe_plan(cfg: RunConfig, run_dir: Path, plans: list[IterationPlan]) -> 
         n = len(p.prompts[cfg.dominant_language]) * cfg.generation.samples  # answers per language
         n_x = len(cfg.languages)
         each = f" ({cfg.generation.samples} per prompt)" if cfg.generation.samples > 1 else ""
-        lines.append(f"iteration {p.t}: prompts {counts}")
+        tasks = Counter(pr.task for pr in p.prompts[cfg.dominant_language])
+        kinds = f" ({', '.join(f'{k} {v}' for k, v in tasks.items())} in each)" if len(tasks) > 1 else ""
+        lines.append(f"iteration {p.t}: prompts {counts}{kinds}")
         lines.append(f"  1 generate   {n * (n_x + 1)} responses{each} -> {p.stage_dir('responses')}")
         lines.append(f"  2 translate  up to {2 * n * n_x} translations -> {p.stage_dir('translations')}")
         lines.append(f"  3 pairs      up to {n * n_x * (2 if cfg.pairs.dominant_pairs else 1)} pairs -> "

@@ -268,18 +268,23 @@ def pairs_section(res: RunResults) -> list[str]:
     """Kept and dropped pairs per language, per iteration (iteration t trains M<t> from M<t-1>)."""
     done_by_t = {t: d for t in res.iterations if (d := res.stages.get(t, {}).get("pairs"))}
     # With several answers per prompt (generation.samples): how many kept pairs came from the extra ones.
-    sampled = any("kept_sampled" in s for d in done_by_t.values() for s in (d.get("languages") or {}).values())
+    stats = [s for d in done_by_t.values() for s in (d.get("languages") or {}).values()]
+    sampled = any("kept_sampled" in s for s in stats)
+    # With a mix of prompt kinds (word problems and instructions): the kept pairs of each kind.
+    mixed = any("kept_by_task" in s for s in stats)
     rows = []
     for t, done in done_by_t.items():
         for lang, s in (done.get("languages") or {}).items():
             dropped = rundir.drop_reasons(s)
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "-"
             extra = [str(s.get("kept_sampled", "-"))] if sampled else []
-            rows.append([str(t), lang, str(s.get("kept", "-")), *extra, str(sum(dropped.values())), reasons])
+            by_task = ", ".join(f"{k} {v}" for k, v in (s.get("kept_by_task") or {}).items()) or "-"
+            rows.append([str(t), lang, str(s.get("kept", "-")), *extra, *([by_task] if mixed else []),
+                         str(sum(dropped.values())), reasons])
     if not rows:
         return []
-    header = ["iteration", "language", "kept", *(["of them from sampled answers"] if sampled else []), "dropped",
-              "dropped by reason"]
+    header = ["iteration", "language", "kept", *(["of them from sampled answers"] if sampled else []),
+              *(["kept by prompt kind"] if mixed else []), "dropped", "dropped by reason"]
     return ["## Preference pairs", "", *_table(header, rows), ""]
 
 

@@ -27,7 +27,7 @@ from lidr.evaluate.stats import paired_bootstrap
 from lidr.store import RunDirError, load_json
 
 STOPPING_FILE = "stopping.json"
-LOWER_IS_BETTER = ("off_target",)
+LOWER_IS_BETTER = ("off_target", "degenerate")
 
 
 def rule(cfg: RunConfig) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
-from lidr.config import PromptSource
+from lidr.config import PromptMix, PromptSource
 
 BUNDLED_PREFIX = "bundled:"
 
@@ -29,6 +29,7 @@ class Prompt:
     id: str
     language: str
     text: str
+    task: str = "instruction"  # its source's `task`: "math" prompts get the answer_consistency gate
 
 
 def resolve_path(path: str, base_dir: Path | None) -> Path:
@@ -158,7 +159,7 @@ def load_language(src: PromptSource, lang: str, base_dir: Path | None) -> list[P
         if pid in seen:
             raise DataError(f"{where}: duplicate id {pid!r} (first at {seen[pid]})")
         seen[pid] = where
-        prompts.append(Prompt(pid, lang, text))
+        prompts.append(Prompt(pid, lang, text, src.task))
     if not prompts:
         raise DataError(f"{name}: no prompts for language {lang!r}")
     return prompts
@@ -180,13 +181,16 @@ def _check_alignment(by_lang: dict[str, list[Prompt]], dominant: str) -> None:
 
 
 def load_aligned(
-    src: PromptSource, languages: list[str], base_dir: Path | None, limit: int | None = None
+    src: PromptSource | PromptMix, languages: list[str], base_dir: Path | None, limit: int | None = None
 ) -> dict[str, list[Prompt]]:
     """Prompts per language, aligned on ids, in the dominant language's order.
 
     `languages[0]` is the dominant language. The source's `offset` skips the first ids
-    of the dominant language; `limit` (or the source's own) keeps the next N.
+    of the dominant language; `limit` (or the source's own) keeps the next N. A mix is its
+    sources one after the other, `limit` applying to each.
     """
+    if isinstance(src, PromptMix):
+        return _load_mix(src, languages, base_dir, limit)
     by_lang = {lang: load_language(src, lang, base_dir) for lang in languages}
     dominant = languages[0]
     _check_alignment(by_lang, dominant)
@@ -200,3 +204,17 @@ def load_aligned(
         index = {p.id: p for p in prompts}
         out[lang] = [index[i] for i in order]
     return out
+
+
+def _load_mix(
+    mix: PromptMix, languages: list[str], base_dir: Path | None, limit: int | None
+) -> dict[str, list[Prompt]]:
+    parts = [load_aligned(src, languages, base_dir, limit) for src in mix.mix]
+    first_source: dict[str, int] = {}
+    for j, part in enumerate(parts):
+        for p in part[languages[0]]:
+            if p.id in first_source:  # stage records and pairs are keyed by prompt id
+                raise DataError(f"prompt id {p.id!r} is in mix sources {first_source[p.id]} and {j} "
+                                "(ids must differ between the sources of a mix)")
+            first_source[p.id] = j
+    return {lang: [p for part in parts for p in part[lang]] for lang in languages}

@@ -177,9 +177,14 @@ class GateContext:
     """What gates need beyond the pair: the task kind, language ID (cached by apply_gates), and
     the prompt ids found to be translation requests."""
 
-    math: bool = False
+    # Whether the prompts are math problems: all or none of them (a block's `task`), or the
+    # ids of those that are (a `mix:` of word problems and instructions).
+    math: bool | frozenset[str] = False
     detect: Callable[[str], tuple[str | None, float]] = detect_language
     request_ids: frozenset[str] = field(default_factory=frozenset)
+
+    def is_math(self, pair: dict[str, Any]) -> bool:
+        return self.math if isinstance(self.math, bool) else pair.get("prompt_id") in self.math
 
 
 def gate_cut_off(pair: dict[str, Any], cfg: GatesConfig, ctx: GateContext) -> bool:
@@ -209,7 +214,7 @@ def gate_degenerate(pair: dict[str, Any], cfg: GatesConfig, ctx: GateContext) ->
 def gate_answer_consistency(pair: dict[str, Any], cfg: GatesConfig, ctx: GateContext) -> bool:
     """Math: a translated chosen keeps the final number of its English origin (digits only)."""
     origin = pair.get("chosen_origin")
-    if not ctx.math or not translated_direction(pair, "chosen") or not origin:
+    if not ctx.is_math(pair) or not translated_direction(pair, "chosen") or not origin:
         return True
     expected = extract_answer(origin)
     return expected is None or answers_match(extract_answer(side_text(pair, "chosen")), expected)
@@ -274,7 +279,7 @@ def translation_request_ids(pairs: list[dict[str, Any]]) -> frozenset[str]:
     return frozenset(pid for pid, text in prompts if pid is not None and is_translation_request(text))
 
 
-def apply_gates(pairs: list[dict], cfg: GatesConfig, math: bool) -> tuple[list[dict], dict]:
+def apply_gates(pairs: list[dict], cfg: GatesConfig, math: bool | frozenset[str]) -> tuple[list[dict], dict]:
     """(kept pairs, {language: {gate name: dropped count}}), gates in GATE_ORDER; each dropped
     pair counts once, under the first gate it fails. Every input language has an entry."""
     stats = {p["language"]: Counter() for p in pairs}  # every language, in order of appearance

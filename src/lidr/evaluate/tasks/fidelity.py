@@ -6,22 +6,29 @@ per language the rate and its 95 % Wilson interval `fidelity_ci`) and
 `fidelity_generations.jsonl` (one row per prompt: id and 0/1 `in_language`, for paired
 comparisons; the result's `items` key names it). `fidelity_of_records` scores text that
 another stage already generated.
+
+Beside the language, what else says a model is still a chat model on everyday prompts: the
+share of answers that are repetition loops (`degenerate`, the degenerate gate's measures at
+their default thresholds), how many hit the token cap, and the median answer length (a model
+trained on word problems may answer "Dé tres consejos..." with one short line).
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from lidr.config import ConfigError, FidelityTask, GenerationConfig
+from lidr.config import ConfigError, FidelityTask, GatesConfig, GenerationConfig
 from lidr.data.prompts import DataError, read_records
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
 from lidr.engines import engine_from_config
 from lidr.evaluate.base import check_data, data_files, text_of, write_result
 from lidr.evaluate.stats import wilson_interval
+from lidr.stages.gates import is_degenerate
 from lidr.store import write_text_atomic
 from lidr.text.langid import detect_language
 
@@ -55,6 +62,16 @@ def fidelity_of_records(
     return summarize_detections([(r[language_key], detect_language(r[text_key])[0]) for r in records])
 
 
+def _answer_form(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Loops, cut-offs and length of one language's answers (rows of fidelity_generations)."""
+    loops = sum(r["degenerate"] for r in rows)
+    return {
+        "degenerate": loops / len(rows), "degenerate_ci": list(wilson_interval(loops, len(rows))),
+        "truncated": sum(r["finish_reason"] == "length" for r in rows),
+        "median_answer_chars": statistics.median_low([len(r["response"]) for r in rows]),
+    }
+
+
 def _load_prompts(path: Path) -> list[dict[str, str]]:
     prompts = [
         {"id": str(rec["id"]) if rec.get("id") is not None else str(row), "prompt": text_of(rec, where)}
@@ -79,19 +96,22 @@ def evaluate_fidelity(
         for lang, p in prompts
     ]
     completions = engine.generate(requests, sampling or Sampling(), progress)
-    rows = []
+    rows, loop_thresholds = [], GatesConfig()
     for (lang, p), c in zip(prompts, completions):
         detected, confidence = detect_language(c.text)
         rows.append({
             "id": p["id"], "language": lang, "prompt": p["prompt"], "response": c.text,
             "detected_language": detected, "confidence": round(confidence, 4),
-            "in_language": detected == lang, "finish_reason": c.finish_reason,
+            "in_language": detected == lang, "degenerate": is_degenerate(c.text, loop_thresholds),
+            "finish_reason": c.finish_reason,
         })
 
     out_dir = Path(out_dir)
     write_text_atomic(out_dir / ITEMS_FILE,
                       "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     languages = summarize_detections([(r["language"], r["detected_language"]) for r in rows])
+    for lang, stats in languages.items():
+        stats.update(_answer_form([r for r in rows if r["language"] == lang]))
     return write_result(out_dir, "fidelity", model_name, languages, max_new_tokens=max_new_tokens,
                         items=ITEMS_FILE)
 
