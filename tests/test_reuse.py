@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from helpers import write_config, write_prompt_set
 from lidr.store import read_json
@@ -93,6 +95,21 @@ def test_the_plan_stops_at_the_first_setting_that_changes_a_stage(old_run, trans
     out = plan("samples", generation={"samples": 2, "sample_temperature": 0.7})
     assert "reuse from" in out and ": M0 dev\n" in out and "iteration 1 responses runs: settings differ " \
         "(generation.sample_temperature, generation.samples)" in out
+
+
+def test_a_run_saved_before_an_option_existed_is_reused(old_run, translating_model_dir):
+    """Its config.yaml lacks the keys of options added since (generation.samples): it ran with
+    their defaults, so every stage is still copied."""
+    tmp, prompts = old_run
+    before = tmp / "before_samples"
+    shutil.copytree(tmp / "a", before)
+    saved = yaml.safe_load((before / "config.yaml").read_text())
+    del saved["generation"]["samples"], saved["generation"]["sample_temperature"]
+    (before / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+    cfg = write_config(tmp / "same.yaml", translating_model_dir, prompts, evaluation=EVAL)
+    out = lidr("run", str(cfg), "-o", str(tmp / "same"), "--reuse", str(before), "--dry-run")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "every iteration is copied" in out.stdout
 
 
 def test_reuse_of_a_directory_that_holds_no_run_is_refused(tmp_path, old_run, translating_model_dir):

@@ -102,3 +102,15 @@ def test_another_kinds_field_with_a_value_is_not_dropped(tmp_path):
         check_against(saved, cfg, tmp_path / "run")
     with pytest.raises(ConfigError, match=r"evaluation\.tasks\.3\.judge: unknown key"):
         parse_config(saved)
+
+
+def test_a_run_saved_before_an_option_existed_resumes(tmp_path):
+    """A config.yaml written before generation.samples existed lacks its keys; the run was made
+    with their defaults, so it resumes; a value that really differs is still refused."""
+    cfg, _ = load_config(CONFIGS / "evidence_arith_chosen.yaml")
+    saved = cfg.model_dump(mode="json")
+    del saved["generation"]["samples"], saved["generation"]["sample_temperature"]
+    check_against(saved, cfg, tmp_path / "run")  # no RunDirError
+    saved["generation"]["max_new_tokens"] = 64
+    with pytest.raises(RunDirError, match="keys that differ: generation.max_new_tokens "):
+        check_against(saved, cfg, tmp_path / "run2")

@@ -706,13 +706,27 @@ def to_yaml(cfg: RunConfig) -> str:
 UNCOMPARED_KEYS = {"training.report_to"}
 
 
+def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict in today's shape with every key, the absent ones at their defaults.
+
+    A new option's default is what lidr did before it existed (generation.samples: 1), so a
+    saved config without the key ran with that value. A dict that does not parse is
+    returned as written, and compared key by key."""
+    data = in_current_shape(data)
+    try:
+        return RunConfig.model_validate(data).model_dump(mode="json")
+    except ValidationError:
+        return data
+
+
 def diff_configs(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two config dicts."""
     if not prefix:
         # A config.yaml saved before the evaluation task kinds had their own fields holds the
-        # same config in the flat shape: compare both in today's shape, so a run saved then
-        # resumes (and `lidr report A B` names no key that differs only in shape).
-        old, new = in_current_shape(old), in_current_shape(new)
+        # same config in the flat shape, and one saved before an option existed lacks its key:
+        # compare both in today's shape with today's defaults, so a run saved then resumes
+        # (and `lidr report A B` names no key that differs only in shape).
+        old, new = with_defaults(old), with_defaults(new)
     keys = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lidr import rundir, tracking
-from lidr.config import RunConfig, diff_configs, in_current_shape
+from lidr.config import RunConfig, diff_configs, with_defaults
 from lidr.errors import ConfigError
 from lidr.models import model_ok
 from lidr.store import DONE, DamagedFileError, finished, load_json, write_json_atomic
@@ -101,7 +101,7 @@ def _load_config(old_run: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"--reuse {old_run}: no {rundir.CONFIG_FILE} there, so it holds no lidr run")
     try:
-        return in_current_shape(rundir.load_saved_config(path))
+        return with_defaults(rundir.load_saved_config(path))
     except DamagedFileError as err:
         raise ConfigError(f"--reuse {old_run}: {err.path} is damaged ({err.why})") from None
 
