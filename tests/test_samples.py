@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import write_config, write_prompt_set
-from lidr.config import GenerationConfig
+from lidr.config import ConfigError, GatesConfig, GenerationConfig, parse_config
 from lidr.engines.base import ChatRequest, Sampling
+from lidr.stages.gates import agreement_counts, apply_gates
 from lidr.stages.pairs import build_pairs
 from lidr.store import read_json
 
@@ -81,6 +82,46 @@ def test_answer_k_pairs_with_answer_k():
     old = [{k: v for k, v in r.items() if k != "sample"} for r in responses + translations if r["sample"] == 0]
     pairs, _ = build_pairs(old[:2], old[2:], "en", ["es"], set())
     assert [p["sample"] for p in pairs] == [0, 0]
+
+
+# ---- the agreement gate: self-consistency between a prompt's answers -------------------------
+
+def test_agreement_counts_answers_ending_on_the_same_number():
+    responses = [_record("p1", 0, "en", "4 + 8 = 12. The answer is 12."), _record("p1", 1, "en", "She has 12.0 now."),
+                 _record("p1", 2, "en", "4 + 3 = 7"), _record("p2", 0, "en", "No number here."),
+                 _record("p2", 1, "en", "It is 5."), _record("p1", 0, "es", "12")]  # es: not counted
+    assert agreement_counts(responses, "en") == {("p1", 0): 2, ("p1", 1): 2, ("p1", 2): 1, ("p2", 0): 0,
+                                                 ("p2", 1): 1}
+
+
+def test_the_agreement_gate_keeps_the_pairs_of_answers_that_agree():
+    """Three answers to one word problem, two ending on 12: the pairs of the third (en and es)
+    are dropped under `agreement`; a prompt that is not math is not checked."""
+    en = {0: "4 + 8 = 12. The answer is 12.", 1: "Tom has 12 apples.", 2: "4 + 3 = 7. The answer is 7."}
+    es = {0: "Tom tiene manzanas y peras en casa.", 1: "Tom tiene doce manzanas en la cesta.",
+          2: "Tom tiene siete manzanas en la cesta."}
+    responses, translations = [], []
+    for pid in ("word-1", "chat-1"):
+        for k in en:
+            responses += [_record(pid, k, "en", en[k]), _record(pid, k, "es", es[k])]
+            translations += [_translation(pid, k, "en", "es", f"Traducido: {en[k]}"),
+                             _translation(pid, k, "es", "en", f"Translated: {es[k]}")]
+    pairs, _ = build_pairs(responses, translations, "en", ["es"], set())
+    only_agreement = GatesConfig(agreement=2, language_id=False, degenerate=False, length_ratio=None,
+                                 answer_consistency=False, translation_requests=False, dedupe=False)
+    kept, stats = apply_gates(pairs, only_agreement, math=frozenset({"word-1"}),
+                              agreement=agreement_counts(responses, "en"))
+    assert sorted((p["prompt_id"], p["sample"]) for p in kept if p["language"] == "es") == [
+        ("chat-1", 0), ("chat-1", 1), ("chat-1", 2), ("word-1", 0), ("word-1", 1)]
+    assert stats == {"es": {"agreement": 1}, "en": {"agreement": 1}}
+
+
+def test_agreement_needs_as_many_answers():
+    with pytest.raises(ConfigError, match=r"pairs.gates.agreement 2 .* generation.samples is 1; set samples "
+                                          r"to at least 2"):
+        parse_config({"prompts": [{"path": "p/{lang}.jsonl"}], "pairs": {"gates": {"agreement": 2}}})
+    parse_config({"prompts": [{"path": "p/{lang}.jsonl"}], "pairs": {"gates": {"agreement": 2}},
+                  "generation": {"samples": 3, "sample_temperature": 0.7}})
 
 
 def test_a_run_with_three_answers_per_prompt(tmp_path, translating_model_dir):

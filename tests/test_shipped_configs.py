@@ -108,3 +108,11 @@ def test_an_ablation_of_the_chosen_setting_changes_one_section_of_it(path):
     assert differ and len({k.rsplit(".", 1)[0] for k in differ}) == 1, differ
     assert abl.evaluation.tasks[0] == base.evaluation.tasks[0]
     assert not any("test" in t.name or any("/test/" in d for d in t.data) for t in abl.evaluation.tasks)
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "ablations" / "on_samples3").glob("*.yaml")), ids=lambda p: p.stem)
+def test_an_ablation_of_three_answers_changes_only_the_gates(path):
+    """Read against the three-answer run on dev, whose answers and translations it reuses."""
+    base = CONFIGS / "ablations" / "on_chosen" / "evidence_samples3.yaml"
+    differ = diff_configs(load_config(base)[0].model_dump(mode="json"), load_config(path)[0].model_dump(mode="json"))
+    assert differ and all(k == "name" or k.startswith("pairs.gates.") for k in differ), differ

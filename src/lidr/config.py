@@ -256,6 +256,10 @@ class GatesConfig(_Section):
     drop_cut_off: bool = True
     length_ratio: tuple[float, float] | None = (0.33, 3.0)
     answer_consistency: bool = True
+    # Math with several answers per prompt: keep a pair only when its English answer's final
+    # number is given by at least this many of the prompt's English answers (self-consistency,
+    # no label). None: off. Needs generation.samples >= agreement.
+    agreement: int | None = Field(default=None, ge=2, le=64)
     dedupe: bool = True
     translation_requests: bool = True
 
@@ -593,6 +597,11 @@ class RunConfig(_Section):
                 "model, but this run generates or evaluates M0, M1, ...; unset model_name (requests then "
                 "name each model's path) or set serve_command (a server per model)"
             )
+        agreement = self.pairs.gates.agreement
+        if self.pairs.gates.enabled and agreement is not None and agreement > self.generation.samples:
+            raise ValueError(f"pairs.gates.agreement {agreement} counts the answers to one prompt that agree, "
+                             f"but generation.samples is {self.generation.samples}; set samples to at least "
+                             f"{agreement}")
         for i, block in enumerate(self.prompts):
             for j, src in enumerate(block.sources):
                 where = f"prompts[{i}]" + (f".mix[{j}]" if isinstance(block, PromptMix) else "")

@@ -34,7 +34,7 @@ from lidr.models import model_ok, resolve_model
 from lidr.progress import stage_progress
 from lidr.shards import run_sharded, wait_until
 from lidr.stages import generate, pairs, train, translate
-from lidr.stages.gates import apply_gates
+from lidr.stages.gates import agreement_counts, apply_gates
 from lidr.store import DONE, Worker, check_redone, clean_stale_tmp, finished, is_done, load_json, \
     previous_done, read_records as read_stage, run_lock, write_json_atomic, write_parquet_atomic, \
     write_text_atomic
@@ -240,7 +240,8 @@ class Pipeline:
         gates = cfg.pairs.gates
         # The answer_consistency gate is for math prompts only (their source's `task: math`).
         math_ids = frozenset(p.id for p in plan.prompts[cfg.dominant_language] if p.task == "math")
-        rows, gate_stats = apply_gates(rows, gates, math=math_ids)
+        agreement = agreement_counts(responses, cfg.dominant_language) if gates.agreement else None
+        rows, gate_stats = apply_gates(rows, gates, math=math_ids, agreement=agreement)
         if cfg.pairs.dominant_ratio is not None:
             rows, capped = pairs.cap_dominant_pairs(rows, cfg.pairs.dominant_ratio)
             if capped:
