@@ -10,9 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import write_config, write_prompt_set
-from lidr.config import ConfigError, GatesConfig, GenerationConfig, parse_config
+from lidr.config import ConfigError, GatesConfig, GenerationConfig, PromptSource, parse_config
+from lidr.data.prompts import load_aligned
 from lidr.engines.base import ChatRequest, Sampling
 from lidr.stages.gates import agreement_counts, apply_gates
+from lidr.stages.generate import generation_requests
 from lidr.stages.pairs import build_pairs
 from lidr.store import read_json
 
@@ -82,6 +84,19 @@ def test_answer_k_pairs_with_answer_k():
     old = [{k: v for k, v in r.items() if k != "sample"} for r in responses + translations if r["sample"] == 0]
     pairs, _ = build_pairs(old[:2], old[2:], "en", ["es"], set())
     assert [p["sample"] for p in pairs] == [0, 0]
+
+
+def test_first_answers_come_first_in_a_one_answer_runs_order():
+    """So the first answers' shards are a one-answer run's, and no shard mixes greedy and sampled
+    requests (an engine batches one temperature at a time)."""
+    prompts = load_aligned(PromptSource(path="bundled:arith/train_1/{lang}.jsonl", text_key="question", limit=40),
+                           ["en", "es"], None)
+    one = generation_requests(prompts, 64, None)
+    three = generation_requests(prompts, 64, None, samples=3, sample_temperature=0.7)
+    assert [r.id for r in three[:len(one)]] == [r.id for r in one]
+    assert {r.meta["sample"] for r in three[len(one):]} == {1, 2}
+    lengths = [len(r.messages[0]["content"]) for r in three[len(one):]]
+    assert lengths == sorted(lengths, reverse=True)  # the sampled ones longest first too
 
 
 # ---- the agreement gate: self-consistency between a prompt's answers -------------------------

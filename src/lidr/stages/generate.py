@@ -44,8 +44,11 @@ def generation_requests(
                         meta={"prompt_id": p.id, "language": lang, "prompt": content, "sample": k},
                     )
                 )
-    # Stable order by length: deterministic shards whose requests pad little together.
-    return sorted(requests, key=lambda r: -len(r.messages[0]["content"]))
+    # Stable order by length: deterministic shards whose requests pad little together. First
+    # answers before the others: their shards are a one-answer run's, and no shard mixes greedy
+    # and sampled requests (an engine batches one temperature at a time, so a mixed shard runs
+    # as two small batches).
+    return sorted(requests, key=lambda r: (r.meta["sample"] > 0, -len(r.messages[0]["content"])))
 
 
 def response_record(req: ChatRequest, c: Completion) -> dict[str, Any]:
