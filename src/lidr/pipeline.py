@@ -239,7 +239,8 @@ class Pipeline:
             cfg.pairs.translation_tasks, cfg.pairs.dominant_pairs)
         gates = cfg.pairs.gates
         # The answer_consistency gate is for math prompts only (their source's `task: math`).
-        math_ids = frozenset(p.id for p in plan.prompts[cfg.dominant_language] if p.task == "math")
+        task_of = {p.id: p.task for p in plan.prompts[cfg.dominant_language]}
+        math_ids = frozenset(pid for pid, task in task_of.items() if task == "math")
         agreement = agreement_counts(responses, cfg.dominant_language) if gates.agreement else None
         rows, gate_stats = apply_gates(rows, gates, math=math_ids, agreement=agreement)
         if cfg.pairs.dominant_ratio is not None:
@@ -248,7 +249,7 @@ class Pipeline:
                 gate_stats.setdefault(cfg.dominant_language, {})["dominant_ratio"] = sum(capped.values())
         for lang, dropped in gate_stats.items():
             stats[lang]["gates"] = dropped
-        self._count_kept(stats, rows, plan)
+        self._count_kept(stats, rows, task_of)
         for r in rows:
             r["iteration"] = plan.t
         if rows:
@@ -259,10 +260,9 @@ class Pipeline:
         kept = ", ".join(f"{lang} {s['kept']}" for lang, s in stats.items())
         self.console.log(f"iteration {plan.t}: {len(rows)} pairs kept ({kept})")
 
-    def _count_kept(self, stats: dict[str, dict[str, Any]], rows: list[dict], plan: IterationPlan) -> None:
+    def _count_kept(self, stats: dict[str, dict[str, Any]], rows: list[dict], task_of: dict[str, str]) -> None:
         """Kept pairs per language; with several answers per prompt, how many the extra answers
-        brought; with a mix of prompt kinds, how many each kind gave."""
-        task_of = {p.id: p.task for p in plan.prompts[self.cfg.dominant_language]}
+        brought; with a mix of prompt kinds (`task_of`: prompt id -> task), how many each gave."""
         kinds = sorted(set(task_of.values()))
         for lang in stats:
             mine = [r for r in rows if r["language"] == lang]
