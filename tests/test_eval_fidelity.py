@@ -8,7 +8,7 @@ import pytest
 
 from lidr.config import GatesConfig
 from lidr.data.prompts import resolve_path
-from lidr.evaluate.tasks.fidelity import evaluate_fidelity, fidelity_of_records
+from lidr.evaluate.tasks.fidelity import evaluate_fidelity, fidelity_of_records, mark_same_opening, opening
 from lidr.stages.gates import is_degenerate
 from lidr.store import read_json
 
@@ -29,6 +29,19 @@ def test_fidelity_of_records_on_known_texts():
                             "detected": {"es": 1}}
     # A text with no letters is in no language: it counts against fidelity.
     assert result["de"] == {"n": 2, "fidelity": 0.5, "fidelity_ci": half, "detected": {"de": 1, "none": 1}}
+
+
+def test_same_opening_marks_the_most_common_first_words():
+    texts = ["El resultado es: 12", "El resultado es 7.", "el RESULTADO es... 3", "Aquí tienes tres consejos: uno",
+             "Aquí tienes tres ideas", "Tres"]
+    rows = [{"response": t} for t in texts]
+    assert opening(texts[0]) == "el resultado es" and opening("12 + 5 = 17") == "# # #"
+    assert opening("Tres") is None  # under three words: no opening
+    assert mark_same_opening(rows) == "el resultado es"
+    assert [r["same_opening"] for r in rows] == [True, True, True, False, False, False]
+    # No opening said twice: nothing is a repeated form.
+    rows = [{"response": t} for t in ("Uno dos tres", "Cuatro cinco seis", "Siete")]
+    assert mark_same_opening(rows) is None and not any(r["same_opening"] for r in rows)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +77,10 @@ def test_fidelity_on_smollm2(engine, tmp_path):
         assert stats["degenerate"] == pytest.approx(sum(r["degenerate"] for r in mine) / 2)
         assert stats["truncated"] == sum(r["finish_reason"] == "length" for r in mine)
         assert stats["median_answer_chars"] == min(len(r["response"]) for r in mine)  # median_low of two
+        top = [opening(r["response"]) for r in mine]
+        assert stats["most_common_opening"] == (top[0] if top[0] == top[1] else None)
+        assert [r["same_opening"] for r in mine] == [top[0] == top[1]] * 2
+        assert stats["same_opening"] == (1.0 if top[0] == top[1] else 0.0) and len(stats["same_opening_ci"]) == 2
     assert all(r["degenerate"] == is_degenerate(r["response"], GatesConfig()) for r in rows)
     # SmolLM2 answers the second Spanish prompt with one sentence said over and over.
     assert [r["degenerate"] for r in rows if r["language"] == "es"] == [False, True]

@@ -167,3 +167,106 @@ def test_a_second_worker_stops_with_worker_0(tmp_path, tiny_model_dir):
     assert read_json(run_dir / "stopping.json")["stopped_after"] == 1
     assert not (run_dir / "iter_2").exists()
     assert "stopped after iteration 1" in outs[1][0]
+
+
+def write_chat(run_dir, t, same):
+    """A chat dev result with its per-item file: `same` = {lang: [0/1 same_opening per item]}."""
+    from lidr.evaluate.base import write_result
+
+    rows = [{"id": str(i), "language": lang, "same_opening": bool(v)} for lang, vs in same.items()
+            for i, v in enumerate(vs)]
+    out = run_dir / f"iter_{t}" / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "chat_items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    langs = {lang: {"n": len(vs), "same_opening": sum(vs) / len(vs)} for lang, vs in same.items()}
+    write_result(out, "chat_dev", f"M{t}", langs, items="chat_items.jsonl")
+
+
+def guard_config(max_loss):
+    from lidr.config import parse_config
+
+    dev = {"task": "mgsm", "label": "dev", "data": [DEV]}
+    chat = {"task": "fidelity", "label": "chat_dev", "data": ["chat/{lang}.jsonl"]}
+    return parse_config({
+        "iterations": "auto", "max_iterations": 4, "languages": ["es", "fr"], "prompts": [{"path": "p/{lang}.jsonl"}],
+        "evaluation": {"tasks": [dev, chat]},
+        "stopping": {"task": "dev", "min_gain": 0.01,
+                     "guards": [{"task": "chat_dev", "metric": "same_opening", "max_loss": max_loss}]}})
+
+
+def test_a_broken_guard_stops_the_run_and_its_model_is_not_final(tmp_path):
+    from lidr import stopping
+
+    # Dev accuracy rises every iteration; the share of answers in one form rises too: M0 1 of 10
+    # per language, M1 3 of 10 (worse by 0.2), M2 8 of 10 (worse by 0.7).
+    for t, (acc, k) in enumerate([(0.10, 1), (0.15, 3), (0.25, 8)]):
+        write_dev(tmp_path, t, acc, acc)
+        write_chat(tmp_path, t, {lang: [1] * k + [0] * (10 - k) for lang in ("en", "es", "fr")})
+    cfg = guard_config(max_loss=0.3)
+    assert stopping.decide(tmp_path, cfg, 1)["stopped_after"] is None  # 0.2 <= 0.3: held
+    record = stopping.decide(tmp_path, cfg, 2)
+    assert record["stopped_after"] == 2
+    assert record["reason"] == ("guard chat_dev same_opening: M0 0.100 -> M2 0.800, worse by 0.700 > max_loss 0.3")
+    g1, g2 = record["guards"]
+    assert (g1["iteration"], g1["loss"], g1["held"], g2["iteration"], g2["loss"], g2["held"]) == \
+        (1, 0.2, True, 2, 0.7, False)
+    # The loss interval is a paired bootstrap against M0 on the 20 items, turned to "worse" = positive.
+    assert g2["n"] == 20 and 0 < g2["loss_ci"][0] < 0.7 < g2["loss_ci"][1] and g2["p_value"] < 0.05
+    # M2 is the best on dev but broke the guard: the final model is M1.
+    assert record["final"]["iteration"] == 1 and record["final"]["why"].endswith("within every guard")
+    (tmp_path / "stopping.json").write_text(json.dumps(record))
+    section = "\n".join(stopping.report_section(tmp_path))
+    assert "| chat_dev same_opening | M2 | 0.100 | 0.800 | +0.700 |" in section and "**broken**" in section
+    assert "**Final model: M1**" in section and "within every guard" in section
+    assert any("guard chat_dev same_opening: M0 0.100 -> M2 0.800" in line for line in stopping.lines(record))
+
+    # A looser guard holds at M2: the run goes on, and M2 is final.
+    record = stopping.decide(tmp_path, guard_config(max_loss=0.8), 2)
+    assert record["stopped_after"] is None and record["final"]["iteration"] == 2
+    assert [g["held"] for g in record["guards"]] == [True, True]
+
+
+@pytest.mark.parametrize("guard, message", [
+    ({"task": "chat", "metric": "same_opening", "max_loss": 0.1},
+     "stopping.guards.0.task 'chat' is not an evaluation task's label (evaluation.tasks: dev, chat_dev)"),
+    ({"task": "chat_dev", "metric": "accuracy", "max_loss": 0.1},
+     "stopping.guards.0.metric 'accuracy' is not a fidelity metric (expected one of fidelity, degenerate, "
+     "same_opening)"),
+    ({"task": "chat_dev", "metric": "same_opening", "max_loss": -0.1}, "stopping.guards.0.max_loss"),
+    ({"task": "chat_dev", "metric": "same_opening"}, "stopping.guards.0.max_loss"),
+])
+def test_guard_config_errors(tmp_path, guard, message):
+    dev = {"task": "mgsm", "label": "dev", "data": [DEV]}
+    chat = {"task": "fidelity", "label": "chat_dev", "data": ["chat/{lang}.jsonl"]}
+    fields = {"model": "model", "prompts": [{"path": "p/{lang}.jsonl"}], "iterations": "auto",
+              "evaluation": {"tasks": [dev, chat]}, "stopping": {"task": "dev", "guards": [guard]}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(fields), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_real_run_records_its_guard(tmp_path, tiny_model_dir):
+    # A chat dev set of the demo's everyday prompts, scored by the fidelity task, watched by a guard
+    # that always holds (max_loss 1): both iterations run, and each model's guard row is M0's and
+    # its own same_opening as the fidelity results hold them.
+    chat = {"task": "fidelity", "label": "chat_dev", "data": ["bundled:demo/iter_1/{lang}.jsonl"], "limit": 3,
+            "max_new_tokens": 8, "batch_size": 8}
+    dev = {"task": "mgsm", "label": "dev", "data": [DEV], "limit": 2, "max_new_tokens": 8, "batch_size": 8}
+    cfg = auto_config(tmp_path, tiny_model_dir, evaluation={"tasks": [dev, chat]},
+                      stopping={"task": "dev", "min_gain": -1.0,
+                                "guards": [{"task": "chat_dev", "metric": "same_opening", "max_loss": 1.0}]})
+    run_dir = tmp_path / "run"
+    dry = lidr("run", str(cfg), "--output", str(run_dir), "--dry-run")
+    assert "or when chat_dev same_opening is worse than M0's by more than 1" in dry.stdout, dry.stdout
+    done = lidr("run", str(cfg), "--output", str(run_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = read_json(run_dir / "stopping.json")
+    assert record["stopped_after"] == 2 and [g["iteration"] for g in record["guards"]] == [1, 2]
+    chat_results = [read_json(run_dir / f"iter_{t}" / "eval" / "chat_dev.json")["languages"] for t in range(3)]
+    mean = [(r["es"]["same_opening"] + r["fr"]["same_opening"]) / 2 for r in chat_results]
+    for g in record["guards"]:
+        assert g["m0"] == pytest.approx(mean[0], abs=1e-4) and g["value"] == pytest.approx(mean[g["iteration"]], abs=1e-4)
+        assert g["held"] and g["n"] == 6
+    assert "| chat_dev same_opening | M2 |" in (run_dir / "report.md").read_text()

@@ -393,7 +393,7 @@ class MgsmTask(EvalTask):
 class FidelityTask(EvalTask):
     task: Literal["fidelity"] = "fidelity"
 
-    metrics: ClassVar[tuple[str, ...] | None] = ("fidelity", "degenerate")
+    metrics: ClassVar[tuple[str, ...] | None] = ("fidelity", "degenerate", "same_opening")
 
 
 class XAlpacaEvalTask(EvalTask):
@@ -488,14 +488,27 @@ class EvaluationConfig(_Section):
         return v
 
 
+class StoppingGuard(_Section):
+    """What the run must not lose on the way: after M(t) is evaluated, `metric` on the task
+    labelled `task`, mean over the non-dominant languages, may be worse than M0's by at most
+    `max_loss` (in the metric's own units); beyond it the run stops, and M(t) is not the final
+    model. E.g. a chat dev set's `same_opening` or `fidelity` while the gain is read on word problems."""
+
+    task: str
+    metric: str
+    max_loss: float = Field(ge=0)
+
+
 class StoppingConfig(_Section):
     """When `iterations: auto` stops (lidr/stopping.py): after M(t) is evaluated, the gain is the
     change of `metric` on the evaluation task labelled `task`, from M(t-1) to M(t), in the mean
-    over the non-dominant languages; below `min_gain` (in the metric's own units) the run stops."""
+    over the non-dominant languages; below `min_gain` (in the metric's own units) the run stops.
+    It stops too when a guard's metric has become worse than M0's by more than its max_loss."""
 
     task: str  # the label (or task name) of one of evaluation.tasks, e.g. a dev set
-    metric: str = "accuracy"  # off_target and degenerate count lower as better
+    metric: str = "accuracy"  # off_target, degenerate and same_opening count lower as better
     min_gain: float = 0.01
+    guards: list[StoppingGuard] = []
 
 
 def check_stopping(cfg: RunConfig) -> None:
@@ -506,23 +519,30 @@ def check_stopping(cfg: RunConfig) -> None:
                 raise ValueError(f"{key} is only read with iterations: auto (got iterations: {cfg.iterations})")
         return
     stop = cfg.stopping
-    names = [t.name for t in cfg.evaluation.tasks]
     if stop is None:
         raise ValueError("iterations: auto needs a stopping section naming the evaluation task that decides "
                          "(stopping.task: one of evaluation.tasks' labels)")
-    if stop.task not in names:
-        raise ValueError(f"stopping.task {stop.task!r} is not an evaluation task's label "
+    _check_rule_task(cfg, "stopping", stop.task, stop.metric)
+    for i, guard in enumerate(stop.guards):
+        _check_rule_task(cfg, f"stopping.guards.{i}", guard.task, guard.metric)
+
+
+def _check_rule_task(cfg: RunConfig, where: str, label: str, metric: str) -> None:
+    """A stopping rule reads `metric` of the task labelled `label`, on M0 and every later model."""
+    names = [t.name for t in cfg.evaluation.tasks]
+    if label not in names:
+        raise ValueError(f"{where}.task {label!r} is not an evaluation task's label "
                          f"(evaluation.tasks: {', '.join(names) or 'none'})")
-    task = cfg.evaluation.tasks[names.index(stop.task)]
+    task = cfg.evaluation.tasks[names.index(label)]
     known = task.metrics
-    if known is not None and stop.metric not in known:
-        raise ValueError(f"stopping.metric {stop.metric!r} is not a {task.task} metric (expected one of "
+    if known is not None and metric not in known:
+        raise ValueError(f"{where}.metric {metric!r} is not a {task.task} metric (expected one of "
                          f"{', '.join(known)})")
     if task.m0_is_baseline:
-        raise ValueError(f"stopping.task {stop.task!r} is a head-to-head against M0, which has no M0 result "
+        raise ValueError(f"{where}.task {label!r} is a head-to-head against M0, which has no M0 result "
                          "to measure the first gain from; name a task with an absolute score")
     if task.languages is not None and not set(task.languages) & set(cfg.languages):
-        raise ValueError(f"stopping.task {stop.task!r} covers none of the non-dominant languages "
+        raise ValueError(f"{where}.task {label!r} covers none of the non-dominant languages "
                          f"{cfg.languages} (its languages: {task.languages})")
 
 

@@ -336,6 +336,7 @@ def describe_plan(cfg: RunConfig, run_dir: Path, plans: list[IterationPlan]) -> 
         s = cfg.stopping
         lines.append(f"iterations: auto, at most {cfg.max_iterations}; stops when the gain in {s.task} "
                      f"{s.metric} (mean of {', '.join(stopping.rule(cfg)['languages'])}) is below {s.min_gain:g}")
+        lines += [f"  or when {g.task} {g.metric} is worse than M0's by more than {g.max_loss:g}" for g in s.guards]
     for p in plans:
         counts = ", ".join(f"{lang} {len(v)}" for lang, v in p.prompts.items())
         n = len(p.prompts[cfg.dominant_language]) * cfg.generation.samples  # answers per language

@@ -17,10 +17,11 @@ from lidr.evaluate.stats import (
 )
 
 # Metrics that are k/n rates: their cells carry a 95 % interval.
-PROPORTIONS = ("accuracy", "accuracy_in_language", "off_target", "fidelity", "degenerate")
+PROPORTIONS = ("accuracy", "accuracy_in_language", "off_target", "fidelity", "degenerate", "same_opening")
 # Per-item 0/1 key, in a task's items file, behind each rate metric.
 ITEM_KEYS = {"accuracy": "correct", "accuracy_in_language": "correct_in_language", "off_target": "off_target",
-             "fidelity": "in_language", "degenerate": "degenerate"}
+             "fidelity": "in_language", "degenerate": "degenerate",
+             "same_opening": "same_opening"}
 # Metrics whose gap to the dominant language gets a table and a plot.
 GAP_METRICS = ("accuracy", "accuracy_in_language")
 ALPHA = 0.05

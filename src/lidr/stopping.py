@@ -7,8 +7,14 @@ iteration t; so does reaching `max_iterations`. Each decision is written to
 `run_dir/stopping.json`:
 
     {"rule": {...}, "gains": [{"iteration": 1, "before": 0.10, "after": 0.14, "gain": 0.04,
-      "gain_ci": [lo, hi], "p_value": 0.03, "n": 120}, ...], "decided_through": t,
-     "stopped_after": t or null, "reason": "..." or null, "final": {...}}
+      "gain_ci": [lo, hi], "p_value": 0.03, "n": 120}, ...],
+     "guards": [{"iteration": 1, "task": "chat_dev", "metric": "same_opening", "m0": 0.05,
+      "value": 0.31, "loss": 0.26, "max_loss": 0.1, "held": false, "loss_ci": [..], ...}, ...],
+     "decided_through": t, "stopped_after": t or null, "reason": "..." or null, "final": {...}}
+
+A guard (`stopping.guards`) watches what the gain must not cost: its metric on another task
+(a chat dev set's `same_opening`, say) against M0's. When M(t) is worse than M0 by more than
+the guard's max_loss, the run stops after t and M(t) cannot be the final model.
 
 The decision is computed from the saved evaluation results alone, so a resumed run takes
 the same decision again and never starts iteration t+1; other workers read it from the
@@ -27,16 +33,21 @@ from lidr.evaluate.stats import paired_bootstrap
 from lidr.store import RunDirError, load_json
 
 STOPPING_FILE = "stopping.json"
-LOWER_IS_BETTER = ("off_target", "degenerate")
+LOWER_IS_BETTER = ("off_target", "degenerate", "same_opening")
 
 
 def rule(cfg: RunConfig) -> dict[str, Any]:
     stop = cfg.stopping
-    task = next(t for t in cfg.evaluation.tasks if t.name == stop.task)
+    return {**_reading(cfg, stop.task, stop.metric), "min_gain": stop.min_gain, "max_iterations": cfg.max_iterations,
+            "guards": [{**_reading(cfg, g.task, g.metric), "max_loss": g.max_loss} for g in stop.guards]}
+
+
+def _reading(cfg: RunConfig, label: str, metric: str) -> dict[str, Any]:
+    """What a rule reads: a task's metric, mean over the non-dominant languages it covers."""
+    task = next(t for t in cfg.evaluation.tasks if t.name == label)
     covered = task.languages or cfg.languages
-    return {"task": stop.task, "metric": stop.metric, "min_gain": stop.min_gain,
-            "max_iterations": cfg.max_iterations, "languages": [x for x in cfg.languages if x in covered],
-            "higher_is_better": stop.metric not in LOWER_IS_BETTER}
+    return {"task": label, "metric": metric, "languages": [x for x in cfg.languages if x in covered],
+            "higher_is_better": metric not in LOWER_IS_BETTER}
 
 
 def _result(run_dir: Path, task: str, t: int) -> tuple[Path, dict[str, Any]]:
@@ -68,9 +79,10 @@ def _outcomes(run_dir: Path, r: dict[str, Any], t: int) -> dict[str, dict[str, i
     return {lang: outcomes.get(lang, {}).get(r["metric"], {}) for lang in r["languages"]}
 
 
-def gain_interval(run_dir: Path, r: dict[str, Any], t: int) -> dict[str, Any]:
-    """A paired bootstrap of the gain on the items both models answered (n, 95 % interval, p)."""
-    before, after = _outcomes(run_dir, r, t - 1), _outcomes(run_dir, r, t)
+def gain_interval(run_dir: Path, r: dict[str, Any], t: int, since: int | None = None) -> dict[str, Any]:
+    """A paired bootstrap of M(t)'s gain over M(since) (default M(t-1)) on the items both models
+    answered (n, 95 % interval, p)."""
+    before, after = _outcomes(run_dir, r, t - 1 if since is None else since), _outcomes(run_dir, r, t)
     b, a = {}, {}
     for lang in r["languages"]:
         ids = [i for i in before.get(lang, {}) if i in after.get(lang, {})]
@@ -93,12 +105,18 @@ def decide(run_dir: Path, cfg: RunConfig, t: int) -> dict[str, Any]:
     gains = [{"iteration": s, "before": round(scores[s - 1], 4), "after": round(scores[s], 4),
               "gain": round(sign * (scores[s] - scores[s - 1]), 4), **gain_interval(run_dir, r, s)}
              for s in range(1, t + 1)]
-    record = {"rule": r, "gains": gains, "decided_through": t, "stopped_after": None, "reason": None,
-              "final": _best(cfg, scores, sign)}
+    guards = [_guard(run_dir, g, s) for s in range(1, t + 1) for g in r["guards"]]
+    within = [s == 0 or all(g["held"] for g in guards if g["iteration"] == s) for s in range(t + 1)]
+    record = {"rule": r, "gains": gains, "guards": guards, "decided_through": t, "stopped_after": None,
+              "reason": None, "final": _best(cfg, scores, sign, within)}
     last = gains[-1]
     where = f"{r['task']} {r['metric']}, mean {'/'.join(r['languages'])}"
+    broken = [g for g in guards if g["iteration"] == t and not g["held"]]
+    if broken:
+        record["stopped_after"] = t
+        record["reason"] = "; ".join(_guard_reason(g) for g in broken)
     # Rounded so that 0.15 - 0.14 counts as the one point it is, not 0.00999...
-    if round(sign * (scores[t] - scores[t - 1]), 9) < r["min_gain"]:
+    elif round(sign * (scores[t] - scores[t - 1]), 9) < r["min_gain"]:
         record["stopped_after"] = t
         record["reason"] = (f"gain {last['gain']:+.3f} < min_gain {r['min_gain']:g} "
                             f"(M{t - 1} {last['before']:.3f} -> M{t} {last['after']:.3f}, {where})")
@@ -109,11 +127,33 @@ def decide(run_dir: Path, cfg: RunConfig, t: int) -> dict[str, Any]:
     return record
 
 
-def _best(cfg: RunConfig, scores: list[float], sign: int) -> dict[str, Any]:
-    """The best model so far on the rule's score; the earlier one on a tie."""
-    k = max(range(len(scores)), key=lambda s: (round(sign * scores[s], 9), -s))  # float noise is a tie
+def _guard(run_dir: Path, g: dict[str, Any], t: int) -> dict[str, Any]:
+    """Guard g after M(t): how much worse than M0 (positive = worse), and whether within max_loss."""
+    m0, now = score(run_dir, g, 0), score(run_dir, g, t)
+    sign = 1 if g["higher_is_better"] else -1
+    loss = round(sign * (m0 - now), 9)
+    vs_m0 = gain_interval(run_dir, g, t, since=0)
+    if vs_m0:  # the interval of the gain, turned into one of the loss
+        vs_m0["loss_ci"] = sorted(-x for x in vs_m0.pop("gain_ci"))
+    return {"iteration": t, "task": g["task"], "metric": g["metric"], "m0": round(m0, 4), "value": round(now, 4),
+            "loss": round(loss, 4), "max_loss": g["max_loss"], "held": loss <= g["max_loss"], **vs_m0}
+
+
+def _guard_reason(g: dict[str, Any]) -> str:
+    return (f"guard {g['task']} {g['metric']}: M0 {g['m0']:.3f} -> M{g['iteration']} {g['value']:.3f}, "
+            f"worse by {g['loss']:.3f} > max_loss {g['max_loss']:g}")
+
+
+def _best(cfg: RunConfig, scores: list[float], sign: int, within: list[bool]) -> dict[str, Any]:
+    """The best model so far on the rule's score among those within every guard (M0 always is);
+    the earlier one on a tie."""
+    k = max((s for s in range(len(scores)) if within[s]),
+            key=lambda s: (round(sign * scores[s], 9), -s))  # float noise is a tie
+    why = "best on the stopping task among the models evaluated"
+    if not all(within):
+        why += " within every guard"
     return {"iteration": k, "model": cfg.model if k == 0 else f"iter_{k}/model", "score": round(scores[k], 4),
-            "why": "best on the stopping task among the models evaluated"}
+            "why": why}
 
 
 def read(run_dir: Path) -> dict[str, Any] | None:
@@ -138,13 +178,16 @@ def lines(record: dict[str, Any]) -> list[str]:
     for g in record["gains"]:
         out.append(f"  M{g['iteration']}: {g['before']:.3f} -> {g['after']:.3f}, gain {g['gain']:+.3f}"
                    + _ci_text(g))
+    for g in record.get("guards", []):
+        out.append(f"  guard {g['task']} {g['metric']}: M0 {g['m0']:.3f} -> M{g['iteration']} {g['value']:.3f}, "
+                   f"worse by {g['loss']:+.3f} (max_loss {g['max_loss']:g}): {'held' if g['held'] else 'broken'}")
     if record.get("stopped_after") is not None:
         out.append(f"stopped after iteration {record['stopped_after']}: {record['reason']}")
     else:
         out.append(f"running: iteration {record['decided_through'] + 1} next")
     f = record["final"]
     out.append(f"final model: M{f['iteration']} ({f['model']}), {r['task']} {r['metric']} {f['score']:.3f}, "
-               "the best on the stopping task")
+               f"the {f['why']}")
     return out
 
 
@@ -175,11 +218,26 @@ def report_section(run_dir: Path) -> list[str]:
                if record.get("stopped_after") is not None else
                f"Not stopped yet: iteration {record['decided_through'] + 1} is next.")
     f = record["final"]
+    within = " within every guard" if f["why"].endswith("within every guard") else ""
     final = (f"**Final model: M{f['iteration']}** (`{f['model']}`), the best on `{r['task']}` {r['metric']} "
-             f"({f['score']:.3f}) among the models evaluated; the earlier model on a tie.")
+             f"({f['score']:.3f}) among the models evaluated{within}; the earlier model on a tie.")
     return ["## Stopping", "", head, "",
             *rs.table(["model", "before", "after", "gain", "95 % interval", "n", "p"], rows), "",
-            stopped, "", final, ""]
+            *_guard_table(record), stopped, "", final, ""]
+
+
+def _guard_table(record: dict[str, Any]) -> list[str]:
+    """The guards' rows: each model against M0 (a loss is the change for the worse)."""
+    guards = record.get("guards") or []
+    if not guards:
+        return []
+    rows = [[f"{g['task']} {g['metric']}", f"M{g['iteration']}", f"{g['m0']:.3f}", f"{g['value']:.3f}",
+             f"{g['loss']:+.3f}", "-" if "loss_ci" not in g else f"[{g['loss_ci'][0]:+.3f}, {g['loss_ci'][1]:+.3f}]",
+             rs.p_text(g["p_value"]) if "p_value" in g else "-", f"{g['max_loss']:g}",
+             "held" if g["held"] else "**broken**"] for g in guards]
+    return ["Guards: what the gain must not cost, each model against M0 (mean over the same languages; "
+            "paired bootstrap on the items both answered).", "",
+            *rs.table(["guard", "model", "M0", "model's", "loss", "95 % interval", "p", "max_loss", ""], rows), ""]
 
 
 def _ci_cell(g: dict[str, Any]) -> str:

@@ -9,13 +9,17 @@ another stage already generated.
 
 Beside the language, what else says a model is still a chat model on everyday prompts: the
 share of answers that are repetition loops (`degenerate`, the degenerate gate's measures at
-their default thresholds), how many hit the token cap, and the median answer length (a model
-trained on word problems may answer "Dé tres consejos..." with one short line).
+their default thresholds), how many hit the token cap, the median answer length (a model
+trained on word problems may answer "Dé tres consejos..." with one short line), and
+`same_opening`, the share of answers that open with the language's most common first words
+(a model that has learned one answer form, "El resultado es: ...", gives it to every request;
+label-free, so a stopping guard can watch it).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections import Counter
 from contextlib import closing
@@ -35,6 +39,8 @@ from lidr.text.langid import detect_language
 TOP_DETECTED = 5  # languages kept in each histogram; the long tail is noise from short texts
 NO_LANGUAGE = "none"  # histogram key for texts with no letters (detect_language gives None)
 ITEMS_FILE = "fidelity_generations.jsonl"
+OPENING_WORDS = 3  # "El resultado es", "Here are some": enough to name a form, few enough to repeat
+_WORD = re.compile(r"[^\W\d_]+|\d+")
 
 
 def summarize_detections(pairs: list[tuple[str, str | None]]) -> dict[str, dict[str, Any]]:
@@ -62,13 +68,31 @@ def fidelity_of_records(
     return summarize_detections([(r[language_key], detect_language(r[text_key])[0]) for r in records])
 
 
+def opening(text: str) -> str | None:
+    """An answer's first words, lower-cased, numbers as '#' (None for fewer than OPENING_WORDS)."""
+    words = [w if not w.isdigit() else "#" for w in _WORD.findall(text.lower())[:OPENING_WORDS]]
+    return " ".join(words) if len(words) == OPENING_WORDS else None
+
+
+def mark_same_opening(rows: list[dict[str, Any]]) -> str | None:
+    """Sets each row's 0/1 `same_opening`: it opens with the most common opening of these rows,
+    when at least two share it (the first seen on a tie). Returns that opening."""
+    counts = Counter(o for r in rows if (o := opening(r["response"])) is not None)
+    top = counts.most_common(1)[0][0] if counts and counts.most_common(1)[0][1] >= 2 else None
+    for r in rows:
+        r["same_opening"] = top is not None and opening(r["response"]) == top
+    return top
+
+
 def _answer_form(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Loops, cut-offs and length of one language's answers (rows of fidelity_generations)."""
-    loops = sum(r["degenerate"] for r in rows)
+    """Loops, cut-offs, length and repeated openings of one language's answers (rows of
+    fidelity_generations, with same_opening marked)."""
+    loops, same = sum(r["degenerate"] for r in rows), sum(r["same_opening"] for r in rows)
     return {
         "degenerate": loops / len(rows), "degenerate_ci": list(wilson_interval(loops, len(rows))),
         "truncated": sum(r["finish_reason"] == "length" for r in rows),
         "median_answer_chars": statistics.median_low([len(r["response"]) for r in rows]),
+        "same_opening": same / len(rows), "same_opening_ci": list(wilson_interval(same, len(rows))),
     }
 
 
@@ -106,12 +130,14 @@ def evaluate_fidelity(
             "finish_reason": c.finish_reason,
         })
 
+    languages = summarize_detections([(r["language"], r["detected_language"]) for r in rows])
+    for lang, stats in languages.items():
+        mine = [r for r in rows if r["language"] == lang]
+        stats["most_common_opening"] = mark_same_opening(mine)
+        stats.update(_answer_form(mine))
     out_dir = Path(out_dir)
     write_text_atomic(out_dir / ITEMS_FILE,
                       "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    languages = summarize_detections([(r["language"], r["detected_language"]) for r in rows])
-    for lang, stats in languages.items():
-        stats.update(_answer_form([r for r in rows if r["language"] == lang]))
     return write_result(out_dir, "fidelity", model_name, languages, max_new_tokens=max_new_tokens,
                         items=ITEMS_FILE)
 
