@@ -10,6 +10,9 @@ the first model (exact McNemar on the same prompts) and the mean over the non-do
     short         the answer has under 40 characters (an everyday request answered in one line)
     answer_line   the answer states a result ("El resultado es", "The answer is", ...): the form
                   arithmetic training teaches, out of place on an everyday request
+    same_opening  the answer opens with the model's most common first three words in that
+                  language (the fidelity task's label-free measure of one form for every request;
+                  computed here when a folder predates it)
 
     python benchmarks/chat_answer_form.py runs/chat_dev/m0 runs/chat_dev/chosen_m1 runs/chat_dev/chosen_m2 \\
         [--dominant en]
@@ -25,6 +28,7 @@ import sys
 from pathlib import Path
 
 from lidr.evaluate.stats import discordant, mcnemar_exact, paired_bootstrap, wilson_interval
+from lidr.evaluate.tasks.fidelity import mark_same_opening
 from lidr.report_stats import p_text
 
 SHORT_CHARS = 40
@@ -39,6 +43,7 @@ MEASURES = {
     "degenerate": lambda r: r["degenerate"],
     "short": lambda r: len(r["response"]) < SHORT_CHARS,
     "answer_line": lambda r: ANSWER_LINE.search(r["response"]) is not None,
+    "same_opening": lambda r: r["same_opening"],
 }
 
 
@@ -49,6 +54,13 @@ def load(folder: Path) -> dict[str, dict[str, dict]]:
     for line in (folder / result.get("items", "fidelity_generations.jsonl")).read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
         rows.setdefault(r["language"], {})[str(r["id"])] = r
+    openings = {}
+    for lang, mine in rows.items():
+        if any("same_opening" not in r for r in mine.values()):
+            openings[lang] = mark_same_opening(list(mine.values()))
+        else:
+            openings[lang] = result["languages"].get(lang, {}).get("most_common_opening")
+    print(f"{folder}: most common openings " + "; ".join(f"{lang} {o!r}" for lang, o in openings.items()))
     return rows
 
 

@@ -53,10 +53,10 @@ def test_paths_must_cover_every_language():
 
 def test_a_prompt_block_may_mix_sources():
     c = cfg(prompts=[{"mix": [{"path": "arith/{lang}.jsonl", "text_key": "question", "task": "math"},
-                              {"path": "alpagasus/{lang}.jsonl", "limit": 100}]}])
+                              {"path": "alpagasus/{lang}.jsonl", "limit": 100, "max_new_tokens": 256}]}])
     block = c.prompts_for(1)
-    assert [(s.path, s.task, s.limit) for s in block.sources] == [
-        ("arith/{lang}.jsonl", "math", None), ("alpagasus/{lang}.jsonl", "instruction", 100)]
+    assert [(s.path, s.task, s.limit, s.max_new_tokens) for s in block.sources] == [
+        ("arith/{lang}.jsonl", "math", None, None), ("alpagasus/{lang}.jsonl", "instruction", 100, 256)]
     assert parse_config(c.model_dump(mode="json")) == c  # what a run saves reads back the same
 
 
@@ -66,6 +66,8 @@ def test_a_prompt_block_may_mix_sources():
     ({"mix": [{"path": "a/{lang}.jsonl"}, {"paths": {"en": "b.jsonl"}}]}, "prompts[0].mix[1].paths",
      "no file for ['es', 'fr', 'de']"),
     ({"path": "a.jsonl"}, "prompts.0", "must contain {lang}"),
+    ({"mix": [{"path": "a/{lang}.jsonl"}, {"path": "b/{lang}.jsonl", "max_new_tokens": 0}]},
+     "prompts.0.mix.1.max_new_tokens", "greater than or equal to 1"),
 ])
 def test_bad_prompt_blocks_name_the_key(block, key, words):
     with pytest.raises(ConfigError) as err:

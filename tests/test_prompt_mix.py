@@ -16,7 +16,7 @@ def test_a_run_on_a_mix_of_word_problems_and_instructions(tmp_path, translating_
     instructions = write_prompt_set(tmp_path / "prompts", n=2)  # ids p0, p1
     mix = {"mix": [
         {"path": "bundled:arith/train_1/{lang}.jsonl", "text_key": "question", "task": "math", "limit": 3},
-        {"path": str(instructions / "{lang}.jsonl")},
+        {"path": str(instructions / "{lang}.jsonl"), "max_new_tokens": 6},  # generation's cap is 24
     ]}
     cfg = write_config(tmp_path / "mix.yaml", translating_model_dir, instructions, iterations=1,
                        generation={"engine": "hf"})
@@ -38,6 +38,10 @@ def test_a_run_on_a_mix_of_word_problems_and_instructions(tmp_path, translating_
     assert sorted(r["prompt_id"] for r in responses if r["language"] == "fr") == sorted(ids)
     by_id = {(r["prompt_id"], r["language"]): r["prompt"] for r in responses}
     assert by_id[("train_1-0002", "es")].startswith("Un libro cuesta 4 euros")
+    # Each source's answers under its own token cap: the instructions' 6, the word problems' 24.
+    tokens = {kind: [r["n_tokens"] for r in responses if r["prompt_id"].startswith("p") == (kind == "instruction")]
+              for kind in ("instruction", "math")}
+    assert max(tokens["instruction"]) <= 6 < max(tokens["math"]) <= 24, tokens
     pairs = pq.read_table(it / "pairs" / "pairs.parquet").to_pylist()
     assert {p["prompt_id"] in ("p0", "p1") for p in pairs} == {True, False}  # pairs of both kinds
     stats = read_json(it / "pairs" / "_done.json")["languages"]

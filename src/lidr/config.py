@@ -47,6 +47,9 @@ class PromptSource(_Section):
     # "math": the prompts are word problems with a final number, so the answer_consistency
     # gate checks that a translated answer keeps the English answer's number.
     task: Literal["instruction", "math"] = "instruction"
+    # The answers' token cap for this source's prompts (default generation.max_new_tokens): in a
+    # mix, everyday answers need more room than a word problem's.
+    max_new_tokens: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> PromptSource:

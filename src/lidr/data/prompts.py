@@ -30,6 +30,7 @@ class Prompt:
     language: str
     text: str
     task: str = "instruction"  # its source's `task`: "math" prompts get the answer_consistency gate
+    max_new_tokens: int | None = None  # its source's cap on the answer (None: generation's)
 
 
 def resolve_path(path: str, base_dir: Path | None) -> Path:
@@ -159,7 +160,7 @@ def load_language(src: PromptSource, lang: str, base_dir: Path | None) -> list[P
         if pid in seen:
             raise DataError(f"{where}: duplicate id {pid!r} (first at {seen[pid]})")
         seen[pid] = where
-        prompts.append(Prompt(pid, lang, text, src.task))
+        prompts.append(Prompt(pid, lang, text, src.task, src.max_new_tokens))
     if not prompts:
         raise DataError(f"{name}: no prompts for language {lang!r}")
     return prompts

@@ -29,7 +29,8 @@ def generation_requests(
     samples: int = 1, sample_temperature: float | None = None,
 ) -> list[ChatRequest]:
     """`samples` requests per (prompt, language), longest prompts first so shards batch well.
-    Answers after the first are drawn at `sample_temperature` (None: the stage's temperature)."""
+    Answers after the first are drawn at `sample_temperature` (None: the stage's temperature).
+    A prompt whose source sets max_new_tokens gets that cap instead of `max_new_tokens`."""
     requests = []
     for lang, items in prompts.items():
         for p in items:
@@ -39,7 +40,7 @@ def generation_requests(
                     ChatRequest(
                         id=sample_id(f"{lang}:{p.id}", k),
                         messages=[{"role": "user", "content": content}],
-                        max_new_tokens=max_new_tokens,
+                        max_new_tokens=p.max_new_tokens or max_new_tokens,
                         temperature=sample_temperature if k else None,
                         meta={"prompt_id": p.id, "language": lang, "prompt": content, "sample": k},
                     )
