@@ -8,14 +8,16 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from helpers import write_config, write_prompt_set
 from lidr.config import ConfigError, GatesConfig, GenerationConfig, PromptSource, parse_config
 from lidr.data.prompts import load_aligned
 from lidr.engines.base import ChatRequest, Sampling
-from lidr.stages.gates import agreement_counts, apply_gates
+from lidr.stages.gates import agreement_counts, apply_gates, disagreeing_answers
 from lidr.stages.generate import generation_requests
 from lidr.stages.pairs import build_pairs
+from lidr.stages.translate import translation_requests
 from lidr.store import read_json
 
 
@@ -131,6 +133,41 @@ def test_the_agreement_gate_keeps_the_pairs_of_answers_that_agree():
     assert stats == {"es": {"agreement": 1}, "en": {"agreement": 1}}
 
 
+def test_answers_the_agreement_gate_drops_are_not_translated():
+    """The pairs of a disagreeing draw are dropped whatever their translations say: the
+    translation stage skips them (both directions), and the pairs built without them, counted
+    under the gate, are exactly those the gate keeps from a full translation."""
+    en = {0: "4 + 8 = 12. The answer is 12.", 1: "Tom has 12 apples.", 2: "4 + 3 = 7. The answer is 7."}
+    es = {0: "Tom tiene manzanas y peras en casa.", 1: "Tom tiene doce manzanas en la cesta.",
+          2: "Tom tiene siete manzanas en la cesta."}
+    responses, translations = [], []
+    for pid in ("word-1", "word-2", "chat-1"):
+        for k in en:
+            text = en[k] if pid != "word-2" else f"It is {k + 1}."  # word-2: three different numbers
+            responses += [_record(pid, k, "en", text), _record(pid, k, "es", es[k])]
+            translations += [_translation(pid, k, "en", "es", f"Traducido: {text}"),
+                             _translation(pid, k, "es", "en", f"Translated: {es[k]}")]
+    math = frozenset({"word-1", "word-2"})
+    skip = disagreeing_answers(responses, "en", math, 2)
+    assert skip == {("word-1", 2), ("word-2", 0), ("word-2", 1), ("word-2", 2)}
+
+    requests = translation_requests(responses, "en", ["es"], set(), 2.0, 64, skip_answers=skip)
+    asked = {r.id for r in requests}
+    assert len(asked) == 2 * 5 and "en>es:word-1" in asked and "es>en:word-1#1" in asked
+    assert not {"en>es:word-1#2", "es>en:word-1#2", "en>es:word-2", "es>en:word-2#1"} & asked
+
+    gates = GatesConfig(agreement=2, language_id=False, degenerate=False, length_ratio=None,
+                        answer_consistency=False, translation_requests=False, dedupe=False)
+    agreement = agreement_counts(responses, "en")
+    full, _ = build_pairs(responses, translations, "en", ["es"], set())
+    kept_full, _ = apply_gates(full, gates, math=math, agreement=agreement)
+    made = [t for t in translations if (t["prompt_id"], t["sample"]) not in skip]
+    part, stats = build_pairs(responses, made, "en", ["es"], set(), skipped=dict.fromkeys(skip, "agreement"))
+    kept_part, _ = apply_gates(part, gates, math=math, agreement=agreement)
+    assert kept_part == kept_full and len(kept_full) == 10
+    assert stats["es"]["dropped"] == {"agreement": 4} and stats["en"]["dropped"] == {"agreement": 4}
+
+
 def test_agreement_needs_as_many_answers():
     with pytest.raises(ConfigError, match=r"pairs.gates.agreement 2 .* generation.samples is 1; set samples "
                                           r"to at least 2"):
@@ -183,3 +220,33 @@ def test_a_run_with_three_answers_per_prompt(tmp_path, translating_model_dir):
     text = (tmp_path / "three" / "report.md").read_text()
     assert "| iteration | language | kept | of them from sampled answers | dropped |" in text
     assert f"| 1 | es | {stats['es']['kept']} | {stats['es']['kept_sampled']} |" in text
+
+
+def test_a_run_with_the_agreement_gate_translates_only_agreeing_draws(tmp_path, translating_model_dir):
+    """A real run (three answers, agreement 2, word problems and instructions in one block):
+    the translation stage asks for no draw of a word problem that the gate drops, every other
+    answer is translated, and the pairs stage counts the skipped draws under the gate."""
+    instructions = write_prompt_set(tmp_path / "prompts", n=2)
+    mix = {"mix": [{"path": "bundled:arith/train_1/{lang}.jsonl", "text_key": "question", "task": "math", "limit": 3},
+                   {"path": str(instructions / "{lang}.jsonl")}]}
+    cfg = write_config(tmp_path / "agree.yaml", translating_model_dir, instructions, iterations=1,
+                       generation={"engine": "hf", "samples": 3, "sample_temperature": 1.0},
+                       pairs={"gates": {"enabled": True, "agreement": 2, "language_id": False, "degenerate": False,
+                                        "length_ratio": None, "answer_consistency": False, "drop_cut_off": False}})
+    cfg.write_text(yaml.safe_dump({**yaml.safe_load(cfg.read_text()), "prompts": [mix]}), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "lidr", "run", str(cfg), "-o", str(tmp_path / "run")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    it = tmp_path / "run" / "iter_1"
+    responses = pq.read_table(it / "responses").to_pylist()
+    math = frozenset(r["prompt_id"] for r in responses if r["prompt_id"].startswith("train_1-"))
+    skip = disagreeing_answers(responses, "en", math, 2)
+    assert skip  # a random model's answers rarely end on the same number
+    asked = {(t["prompt_id"], t["sample"], t["source_language"]) for t in pq.read_table(it / "translations").to_pylist()}
+    expected = {(r["prompt_id"], r["sample"], r["language"]) for r in responses
+                if r["response"] and (r["prompt_id"], r["sample"]) not in skip}
+    assert asked == expected
+    stats = read_json(it / "pairs" / "_done.json")["languages"]
+    for lang in ("es", "fr"):
+        assert stats[lang]["gates"]["agreement"] == len(skip) and "agreement" not in stats[lang]["dropped"]
+    assert stats["en"]["gates"]["agreement"] == 2 * len(skip)  # one English pair per language and draw

@@ -34,7 +34,7 @@ from lidr.models import model_ok, resolve_model
 from lidr.progress import stage_progress
 from lidr.shards import run_sharded, wait_until
 from lidr.stages import generate, pairs, train, translate
-from lidr.stages.gates import agreement_counts, apply_gates
+from lidr.stages.gates import agreement_counts, apply_gates, disagreeing_answers
 from lidr.store import DONE, Worker, check_redone, clean_stale_tmp, finished, is_done, load_json, \
     previous_done, read_records as read_stage, run_lock, write_json_atomic, write_parquet_atomic, \
     write_text_atomic
@@ -210,6 +210,19 @@ class Pipeline:
         p = self.cfg.pairs
         return pairs.translation_task_ids(responses, self.task_ids, p.detect_translation_tasks)
 
+    def _math_ids(self, plan: IterationPlan) -> frozenset[str]:
+        """The word problems (their source's `task: math`): the math gates check these only."""
+        return frozenset(p.id for p in plan.prompts[self.cfg.dominant_language] if p.task == "math")
+
+    def _agreement_drops(self, plan: IterationPlan, responses: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
+        """Answers whose pairs the agreement gate drops in every language, whatever their
+        translations: they are not translated, and the pairs stage counts them under the gate."""
+        gates = self.cfg.pairs.gates
+        if not (gates.enabled and gates.agreement):
+            return {}
+        answers = disagreeing_answers(responses, self.cfg.dominant_language, self._math_ids(plan), gates.agreement)
+        return dict.fromkeys(answers, "agreement")
+
     def _translate(self, plan: IterationPlan, engine_factory: Callable) -> None:
         cfg, tc = self.cfg, self.cfg.translation
 
@@ -219,7 +232,8 @@ class Pipeline:
             return translate.translation_requests(responses, cfg.dominant_language, cfg.languages,
                                                   self._task_ids(responses), tc.length_factor, tc.max_new_tokens,
                                                   stop_on_loop=gates.enabled and gates.degenerate,
-                                                  examples=self.translation_examples)
+                                                  examples=self.translation_examples,
+                                                  skip_answers=self._agreement_drops(plan, responses).keys())
 
         self._sharded_stage(
             plan.stage_dir("translations"), f"iter {plan.t} translate", requests, engine_factory,
@@ -236,13 +250,15 @@ class Pipeline:
         translations = read_stage(plan.stage_dir("translations"))
         rows, stats = pairs.build_pairs(
             responses, translations, cfg.dominant_language, cfg.languages, self._task_ids(responses),
-            cfg.pairs.translation_tasks, cfg.pairs.dominant_pairs)
+            cfg.pairs.translation_tasks, cfg.pairs.dominant_pairs, skipped=self._agreement_drops(plan, responses))
         gates = cfg.pairs.gates
-        # The answer_consistency gate is for math prompts only (their source's `task: math`).
         task_of = {p.id: p.task for p in plan.prompts[cfg.dominant_language]}
-        math_ids = frozenset(pid for pid, task in task_of.items() if task == "math")
         agreement = agreement_counts(responses, cfg.dominant_language) if gates.agreement else None
-        rows, gate_stats = apply_gates(rows, gates, math=math_ids, agreement=agreement)
+        rows, gate_stats = apply_gates(rows, gates, math=self._math_ids(plan), agreement=agreement)
+        for lang, s in stats.items():  # answers not translated because the agreement gate drops them
+            if n := s["dropped"].pop("agreement", 0):
+                counts = gate_stats.setdefault(lang, {})
+                counts["agreement"] = counts.get("agreement", 0) + n
         if cfg.pairs.dominant_ratio is not None:
             rows, capped = pairs.cap_dominant_pairs(rows, cfg.pairs.dominant_ratio)
             if capped:

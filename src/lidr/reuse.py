@@ -36,8 +36,9 @@ _MODEL_KEYS = ("model", "dominant_language", "languages", "seed", "limit", "gene
 _RESPONSE_ONLY = ("generation.samples", "generation.sample_temperature")
 _STAGE_KEYS = {
     "responses": ("prompts",),
-    # The degenerate gate ends looping translations early, so it shapes the translations.
-    "translations": ("translation", "pairs.gates.enabled", "pairs.gates.degenerate",
+    # The degenerate gate ends looping translations early, and the agreement gate's drops are
+    # not translated, so both shape the translations.
+    "translations": ("translation", "pairs.gates.enabled", "pairs.gates.degenerate", "pairs.gates.agreement",
                      "pairs.detect_translation_tasks", "pairs.translation_task_ids"),
     "pairs": ("pairs",),
     "train": ("training",),

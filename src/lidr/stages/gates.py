@@ -265,6 +265,15 @@ def agreement_counts(responses: list[dict[str, Any]], dominant: str) -> dict[tup
     return {k: 0 if v is None else votes[(k[0], v)] for k, v in key.items()}
 
 
+def disagreeing_answers(responses: list[dict[str, Any]], dominant: str, math: frozenset[str],
+                        m: int) -> frozenset[tuple[str, int]]:
+    """(prompt id, answer index) of the word-problem answers whose pairs the agreement gate drops
+    whatever their translations say: fewer than m of the prompt's English answers end on this
+    draw's English number. Their translations need not be made (most of a multi-answer run's
+    translation time, where most draws disagree)."""
+    return frozenset(k for k, n in agreement_counts(responses, dominant).items() if k[0] in math and n < m)
+
+
 def gate_language_id(pair: dict[str, Any], cfg: GatesConfig, ctx: GateContext) -> bool:
     """The chosen is in the pair's language, and so is a back-translated rejected."""
     if is_translation_task_pair(pair):

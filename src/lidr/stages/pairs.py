@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from lidr.stages.generate import sample_of
 from lidr.text.quality import is_translation_request
@@ -104,8 +104,12 @@ def build_pairs(
     task_ids: set[str],
     translation_tasks: str = "copy",
     dominant_pairs: bool = True,
+    skipped: Mapping[tuple[str, int], str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """(pairs, stats). Stats per pair language: kept, and dropped counts by reason."""
+    """(pairs, stats). Stats per pair language: kept, and dropped counts by reason.
+    `skipped`: (prompt id, answer index) -> the gate that drops every pair of that answer, which
+    is why its translations were not made (`gates.disagreeing_answers`); counted under its name."""
+    skipped = skipped or {}
     # Keyed by prompt and answer (`generation.samples`): English answer k pairs with answer k in xx.
     resp = {(r["prompt_id"], sample_of(r), r["language"]): r for r in responses}
     trans = {(t["prompt_id"], sample_of(t), t["source_language"], t["target_language"]): t for t in translations}
@@ -129,6 +133,11 @@ def build_pairs(
                 dropped[xx]["missing_response"] += 1
                 continue
             is_task = pid in task_ids
+            if gate := skipped.get((str(pid), k)):
+                dropped[xx][gate] += 1
+                if dominant_pairs:
+                    dropped[dominant][gate] += 1
+                continue
             if is_task and translation_tasks == "skip":
                 dropped[xx]["translation_task"] += 1
                 if dominant_pairs:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,15 +138,17 @@ def translation_requests(
     max_new_tokens: int,
     stop_on_loop: bool = False,
     examples: Sequence[Example] = (),
+    skip_answers: Collection[tuple[str, int]] = frozenset(),
 ) -> list[ChatRequest]:
     """en -> every xx, and every xx -> en, for non-empty answers of prompts not in `skip_ids`.
+    `skip_answers`: (prompt id, answer index) whose pairs a gate drops anyway, in every language.
     `stop_on_loop`: the gates will drop a looping translation, so the engine may end it early.
     `examples`: worked examples shown before each request (few-shot)."""
     requests = []
     for r in responses:
-        if r["prompt_id"] in skip_ids or not r["response"]:
-            continue
         src, k = r["language"], sample_of(r)
+        if r["prompt_id"] in skip_ids or not r["response"] or (str(r["prompt_id"]), k) in skip_answers:
+            continue
         targets = languages if src == dominant else [dominant]
         for tgt in targets:
             requests.append(
