@@ -206,3 +206,24 @@ def test_compute_type_from_the_command_line(tiny_model_dir):
                                       "--data", "bundled:arith/dev/{lang}.jsonl", "--engine", "hf",
                                       "--compute-type", "int8", "-o", "unused"])
     assert result.exit_code == 2 and "--compute-type int8 is for the ct2 engine, not --engine hf" in result.stderr
+
+
+def test_greedy_batches_run_two_at_once_with_the_same_completions(smollm2_dir, ct2_cache):
+    """workers 2 (generation.ct2.workers): a call's greedy batches run two at a time, each
+    on one core, and come back in request order, equal to one batch at a time on both cores;
+    sampled batches run one at a time on every core, seeded as before."""
+    reqs = _requests()
+    one = CT2Engine(str(smollm2_dir), batch_size=4, workers=1, intra_threads=2, cache=ct2_cache)
+    two = CT2Engine(str(smollm2_dir), batch_size=8, workers=2, intra_threads=2, cache=ct2_cache)
+    assert (one.workers, two.workers) == (1, 2)
+    greedy = [two.generate(reqs, Sampling()), one.generate(reqs, Sampling())]
+    assert two.generator.num_generators == 2 and one.generator.num_generators == 1
+    assert [c.id for c in greedy[0]] == [r.id for r in reqs]
+    assert greedy[0] == greedy[1]  # two batches of 4 at once = batches of 4 one after the other
+    hot = Sampling(temperature=1.0, top_p=0.95, seed=3)
+    sampled = [two.generate(reqs[:4], hot), one.generate(reqs[:4], hot)]
+    assert two.generator.num_generators == 1  # reloaded for one seeded batch at a time
+    assert sampled[0] == sampled[1]
+    assert two.generate(reqs, Sampling()) == greedy[0] and two.generator.num_generators == 2
+    one.close()
+    two.close()

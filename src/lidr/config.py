@@ -158,6 +158,11 @@ class CT2Options(_Section):
     compute_type: Literal["auto", "float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
                           "float16", "bfloat16"] = "auto"
     intra_threads: int = Field(default=0, ge=0, le=1024)  # 0: every core this process may use
+    # Greedy batches at once, each of batch_size / workers requests on intra_threads / workers
+    # cores; sampled batches run one at a time. Opt-in: on 2 cores it was 1.1-1.2x on generation
+    # and evaluation but 0.9x on translation, whose per-token stop checks hold the GIL
+    # (benchmarks/RESULTS.md).
+    workers: int = Field(default=1, ge=1, le=64)
 
 
 # The engine registry: each name is a module lidr/engines/<name>.py with a `build()` (see

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import zlib
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol
 
@@ -112,7 +114,7 @@ def free_accelerator_memory() -> None:
 
 def in_sorted_batches(requests: list[ChatRequest], lengths: list[int], batch_size: int,
                       run_batch: Callable[[list[int]], list[Completion]], progress: ProgressFn | None = None,
-                      sort: bool = True) -> list[Completion]:
+                      sort: bool = True, workers: int = 1) -> list[Completion]:
     """Run `requests` in batches of similar prompt length and cap, in the order given back.
 
     `run_batch` gets the indices of one batch and returns their completions. Sorting by
@@ -120,19 +122,22 @@ def in_sorted_batches(requests: list[ChatRequest], lengths: list[int], batch_siz
     the batches (and a resumed run's) are the same every time. A batch never mixes stop
     strings: an engine that stops a batch on a stop string (transformers' `stop_strings`)
     would otherwise end a row on another row's. Nor temperatures: a batch samples at one
-    (`request_sampling` of its first request).
+    (`request_sampling` of its first request). `workers` > 1: that many batches run at once
+    (from threads; for an engine whose batches release the GIL), reported in order.
     """
     order = list(range(len(requests)))
     if sort:
         order.sort(key=lambda i: (lengths[i], requests[i].max_new_tokens, i))
     out: list[Completion | None] = [None] * len(requests)
     kinds = [(r.stop, r.temperature) for r in requests]
-    for idx in _batches(order, kinds, batch_size):
-        batch = run_batch(idx)
-        for i, c in zip(idx, batch):
-            out[i] = c
-        if progress:
-            progress(len(idx), sum(c.n_tokens for c in batch))
+    batches = _batches(order, kinds, batch_size)
+    with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        results = pool.map(run_batch, batches) if pool else map(run_batch, batches)
+        for idx, batch in zip(batches, results):
+            for i, c in zip(idx, batch):
+                out[i] = c
+            if progress:
+                progress(len(idx), sum(c.n_tokens for c in batch))
     return out  # type: ignore[return-value]
 
 

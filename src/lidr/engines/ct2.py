@@ -130,7 +130,8 @@ class CT2Engine:
     name = "ct2"
 
     def __init__(self, model_path: str, compute_type: str = "auto", device: str = "auto", batch_size: int = 32,
-                 intra_threads: int = 0, cache: Path | None = None, log: Callable[[str], None] = print):
+                 intra_threads: int = 0, workers: int = 1, cache: Path | None = None,
+                 log: Callable[[str], None] = print):
         ct2 = require_ctranslate2()
         from transformers import AutoTokenizer, GenerationConfig
 
@@ -144,7 +145,12 @@ class CT2Engine:
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.model_dir = converted_model(model_path, cache or cache_dir() / "ct2", log)
-        self.intra_threads = intra_threads or available_cores()
+        cores = intra_threads or available_cores()
+        # Greedy batches may run `workers` at a time, each on its share of the cores (a small
+        # model's step splits poorly over threads; benchmarks/RESULTS.md).
+        self.workers = workers
+        self.intra_threads = cores
+        self.parallel = self.workers > 1
         self.generator = self._load()
         try:
             eos = GenerationConfig.from_pretrained(model_path).eos_token_id
@@ -154,10 +160,19 @@ class CT2Engine:
         self.stop_ids = sorted(i for i in ids if i is not None)
 
     def _load(self) -> Any:
+        """The generator: `workers` batches at once on cores // workers threads each when
+        self.parallel, else one batch on every core."""
         import ctranslate2
 
+        inter = self.workers if self.parallel else 1
         return ctranslate2.Generator(str(self.model_dir), device=self.device, compute_type=self.compute_type,
-                                     intra_threads=self.intra_threads)
+                                     inter_threads=inter, intra_threads=max(1, self.intra_threads // inter))
+
+    def _set_parallel(self, parallel: bool) -> None:
+        if self.parallel != parallel:
+            self.parallel = parallel
+            self.generator.unload_model()
+            self.generator = self._load()
 
     def _reseed(self, seed: int) -> None:
         """Sample a batch from `seed` whatever ran before it. CTranslate2 seeds each worker
@@ -167,6 +182,7 @@ class CT2Engine:
         import ctranslate2
 
         ctranslate2.set_random_seed(seed)
+        self.parallel = False  # one batch at a time: which worker thread runs it must not matter
         self.generator.unload_model()
         self.generator = self._load()
 
@@ -176,10 +192,14 @@ class CT2Engine:
             raise EngineError("the ct2 engine was closed")
         texts = [format_chat(self.tokenizer, r.messages, r.prefill) for r in requests]
         prompt_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        # Sampled batches are seeded by reloading the model (_reseed), so they run one at a time.
+        greedy = all(request_sampling(sampling, r).temperature <= 0 for r in requests)
+        workers = self.workers if greedy else 1
+        self._set_parallel(workers > 1)
         return in_sorted_batches(
-            requests, [len(ids) for ids in prompt_ids], self.batch_size,
+            requests, [len(ids) for ids in prompt_ids], -(-self.batch_size // workers),
             lambda idx: self._generate_batch([requests[i] for i in idx], [prompt_ids[i] for i in idx], sampling),
-            progress)
+            progress, workers=workers)
 
     def _generate_batch(self, reqs: list[ChatRequest], prompt_ids: list[list[int]],
                         sampling: Sampling) -> list[Completion]:
