@@ -97,6 +97,8 @@ def write_dev(run_dir, t, es, fr, metric="accuracy"):
     ("off_target", [(0.30, 0.20), (0.25, 0.15), (0.26, 0.16)], [None, 2], [0.05, -0.01], 1),
     # A tie goes to the earlier model.
     ("accuracy", [(0.10, 0.10), (0.10, 0.10)], [1], [0.0], 0),
+    # In-language accuracy (what the method is for) is read like accuracy.
+    ("accuracy_in_language", [(0.04, 0.02), (0.08, 0.04), (0.08, 0.045)], [None, 2], [0.03, 0.0025], 2),
 ])
 def test_gain_and_final_model(tmp_path, metric, scores, stop, gains, final):
     from lidr import stopping
