@@ -145,12 +145,11 @@ class CT2Engine:
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.model_dir = converted_model(model_path, cache or cache_dir() / "ct2", log)
-        cores = intra_threads or available_cores()
+        self.intra_threads = intra_threads or available_cores()
         # Greedy batches may run `workers` at a time, each on its share of the cores (a small
         # model's step splits poorly over threads; benchmarks/RESULTS.md).
         self.workers = workers
-        self.intra_threads = cores
-        self.parallel = self.workers > 1
+        self.parallel = workers > 1
         self.generator = self._load()
         try:
             eos = GenerationConfig.from_pretrained(model_path).eos_token_id
