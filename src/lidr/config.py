@@ -159,9 +159,8 @@ class CT2Options(_Section):
                           "float16", "bfloat16"] = "auto"
     intra_threads: int = Field(default=0, ge=0, le=1024)  # 0: every core this process may use
     # Greedy batches at once, each of batch_size / workers requests on intra_threads / workers
-    # cores; sampled batches run one at a time. Opt-in: on 2 cores it was 1.1-1.2x on generation
-    # and evaluation but 0.9x on translation, whose per-token stop checks hold the GIL
-    # (benchmarks/RESULTS.md).
+    # cores; sampled batches run one at a time. Opt-in: on 2 cores it was 1.1-1.4x on generation
+    # and evaluation but 0.93x on translation (benchmarks/RESULTS.md).
     workers: int = Field(default=1, ge=1, le=64)
 
 
