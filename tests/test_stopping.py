@@ -199,28 +199,30 @@ def guard_config(max_loss):
 def test_a_broken_guard_stops_the_run_and_its_model_is_not_final(tmp_path):
     from lidr import stopping
 
-    # Dev accuracy rises every iteration; the share of answers in one form rises too: M0 1 of 10
-    # per language, M1 3 of 10 (worse by 0.2), M2 8 of 10 (worse by 0.7).
+    # Dev accuracy rises every iteration; so does the share of Spanish answers in one form: M0 1
+    # of 10, M1 3 (worse by 0.2), M2 8 (worse by 0.7); French stays at 1. The guard reads the
+    # worst language: the mean (worse by 0.35 at M2) would pass max_loss 0.4, Spanish does not.
     for t, (acc, k) in enumerate([(0.10, 1), (0.15, 3), (0.25, 8)]):
         write_dev(tmp_path, t, acc, acc)
-        write_chat(tmp_path, t, {lang: [1] * k + [0] * (10 - k) for lang in ("en", "es", "fr")})
-    cfg = guard_config(max_loss=0.3)
-    assert stopping.decide(tmp_path, cfg, 1)["stopped_after"] is None  # 0.2 <= 0.3: held
+        write_chat(tmp_path, t, {"en": [1] + [0] * 9, "es": [1] * k + [0] * (10 - k), "fr": [1] + [0] * 9})
+    cfg = guard_config(max_loss=0.4)
+    assert stopping.decide(tmp_path, cfg, 1)["stopped_after"] is None  # 0.2 <= 0.4: held
     record = stopping.decide(tmp_path, cfg, 2)
     assert record["stopped_after"] == 2
-    assert record["reason"] == ("guard chat_dev same_opening: M0 0.100 -> M2 0.800, worse by 0.700 > max_loss 0.3")
+    assert record["reason"] == ("guard chat_dev same_opening (es): M0 0.100 -> M2 0.800, worse by 0.700 > "
+                                "max_loss 0.4")
     g1, g2 = record["guards"]
-    assert (g1["iteration"], g1["loss"], g1["held"], g2["iteration"], g2["loss"], g2["held"]) == \
-        (1, 0.2, True, 2, 0.7, False)
-    # The loss interval is a paired bootstrap against M0 on the 20 items, turned to "worse" = positive.
-    assert g2["n"] == 20 and 0 < g2["loss_ci"][0] < 0.7 < g2["loss_ci"][1] and g2["p_value"] < 0.05
+    assert (g1["iteration"], g1["language"], g1["loss"], g1["held"]) == (1, "es", 0.2, True)
+    assert (g2["iteration"], g2["language"], g2["loss"], g2["held"]) == (2, "es", 0.7, False)
+    # The loss interval is a paired bootstrap against M0 on Spanish's 10 items, "worse" = positive.
+    assert g2["n"] == 10 and 0 < g2["loss_ci"][0] < 0.7 < g2["loss_ci"][1] and g2["p_value"] < 0.05
     # M2 is the best on dev but broke the guard: the final model is M1.
     assert record["final"]["iteration"] == 1 and record["final"]["why"].endswith("within every guard")
     (tmp_path / "stopping.json").write_text(json.dumps(record))
     section = "\n".join(stopping.report_section(tmp_path))
-    assert "| chat_dev same_opening | M2 | 0.100 | 0.800 | +0.700 |" in section and "**broken**" in section
+    assert "| chat_dev same_opening | M2 | es | 0.100 | 0.800 | +0.700 |" in section and "**broken**" in section
     assert "**Final model: M1**" in section and "within every guard" in section
-    assert any("guard chat_dev same_opening: M0 0.100 -> M2 0.800" in line for line in stopping.lines(record))
+    assert any("guard chat_dev same_opening (es): M0 0.100 -> M2 0.800" in line for line in stopping.lines(record))
 
     # A looser guard holds at M2: the run goes on, and M2 is final.
     record = stopping.decide(tmp_path, guard_config(max_loss=0.8), 2)
@@ -267,8 +269,11 @@ def test_a_real_run_records_its_guard(tmp_path, tiny_model_dir):
     record = read_json(run_dir / "stopping.json")
     assert record["stopped_after"] == 2 and [g["iteration"] for g in record["guards"]] == [1, 2]
     chat_results = [read_json(run_dir / f"iter_{t}" / "eval" / "chat_dev.json")["languages"] for t in range(3)]
-    mean = [(r["es"]["same_opening"] + r["fr"]["same_opening"]) / 2 for r in chat_results]
-    for g in record["guards"]:
-        assert g["m0"] == pytest.approx(mean[0], abs=1e-4) and g["value"] == pytest.approx(mean[g["iteration"]], abs=1e-4)
-        assert g["held"] and g["n"] == 6
-    assert "| chat_dev same_opening | M2 |" in (run_dir / "report.md").read_text()
+    for g in record["guards"]:  # the worst of es and fr against M0
+        value = {lang: [r[lang]["same_opening"] for r in chat_results] for lang in ("es", "fr")}
+        loss = {lang: v[g["iteration"]] - v[0] for lang, v in value.items()}
+        assert loss[g["language"]] == pytest.approx(max(loss.values()), abs=1e-4)
+        assert g["m0"] == pytest.approx(value[g["language"]][0], abs=1e-4)
+        assert g["value"] == pytest.approx(value[g["language"]][g["iteration"]], abs=1e-4)
+        assert g["held"] and g["n"] == 3
+    assert f"| chat_dev same_opening | M2 | {record['guards'][1]['language']} |" in (run_dir / "report.md").read_text()

@@ -497,8 +497,8 @@ class EvaluationConfig(_Section):
 
 class StoppingGuard(_Section):
     """What the run must not lose on the way: after M(t) is evaluated, `metric` on the task
-    labelled `task`, mean over the non-dominant languages, may be worse than M0's by at most
-    `max_loss` (in the metric's own units); beyond it the run stops, and M(t) is not the final
+    labelled `task` may be worse than M0's by at most `max_loss` (in the metric's own units) in
+    every non-dominant language; beyond it in any one the run stops, and M(t) is not the final
     model. E.g. a chat dev set's `same_opening` or `fidelity` while the gain is read on word problems."""
 
     task: str
@@ -510,7 +510,7 @@ class StoppingConfig(_Section):
     """When `iterations: auto` stops (lidr/stopping.py): after M(t) is evaluated, the gain is the
     change of `metric` on the evaluation task labelled `task`, from M(t-1) to M(t), in the mean
     over the non-dominant languages; below `min_gain` (in the metric's own units) the run stops.
-    It stops too when a guard's metric has become worse than M0's by more than its max_loss."""
+    It stops too when a guard's metric has become worse than M0's by more than its max_loss in a language."""
 
     task: str  # the label (or task name) of one of evaluation.tasks, e.g. a dev set
     metric: str = "accuracy"  # off_target, degenerate and same_opening count lower as better
