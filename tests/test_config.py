@@ -77,6 +77,21 @@ def test_bad_prompt_blocks_name_the_key(block, key, words):
     assert ".source." not in msg and "mix.mix" not in msg  # the union's tags are not keys
 
 
+def test_a_source_may_set_its_number_of_answers():
+    """Word problems with three answers for the agreement gate, instructions with one."""
+    mix = {"mix": [{"path": "arith/{lang}.jsonl", "task": "math", "samples": 3}, {"path": "alpagasus/{lang}.jsonl"}]}
+    c = cfg(prompts=[mix], generation={"sample_temperature": 0.7}, pairs={"gates": {"agreement": 2}})
+    assert [s.samples for s in c.prompts_for(1).sources] == [3, None] and c.max_samples == 3
+    with pytest.raises(ConfigError, match=r"agreement 2 .* but prompts.0.mix.0.samples is 1; set samples to at least 2"):
+        cfg(prompts=[{"mix": [{**mix["mix"][0], "samples": 1}, mix["mix"][1]]}], generation={"samples": 3,
+            "sample_temperature": 0.7}, pairs={"gates": {"agreement": 2}})
+    with pytest.raises(ConfigError, match=r"prompts.0.mix.0.samples: 3 greedy answers to one prompt are the same"):
+        cfg(prompts=[mix])
+    with pytest.raises(ConfigError, match=r"prompts.0.mix.1.samples.*greater than or equal to 1"):
+        cfg(prompts=[{"mix": [mix["mix"][0], {"path": "b/{lang}.jsonl", "samples": 0}]}],
+            generation={"sample_temperature": 0.7})
+
+
 def test_load_config_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "none.yaml")

@@ -50,6 +50,9 @@ class PromptSource(_Section):
     # The answers' token cap for this source's prompts (default generation.max_new_tokens): in a
     # mix, everyday answers need more room than a word problem's.
     max_new_tokens: int | None = Field(default=None, ge=1)
+    # Answers per prompt for this source's prompts (default generation.samples): in a mix, the
+    # word problems may need several for the agreement gate while an instruction needs one.
+    samples: int | None = Field(default=None, ge=1, le=64)
 
     @model_validator(mode="after")
     def _one_source(self) -> PromptSource:
@@ -624,11 +627,7 @@ class RunConfig(_Section):
                 "model, but this run generates or evaluates M0, M1, ...; unset model_name (requests then "
                 "name each model's path) or set serve_command (a server per model)"
             )
-        agreement = self.pairs.gates.agreement
-        if self.pairs.gates.enabled and agreement is not None and agreement > self.generation.samples:
-            raise ValueError(f"pairs.gates.agreement {agreement} counts the answers to one prompt that agree, "
-                             f"but generation.samples is {self.generation.samples}; set samples to at least "
-                             f"{agreement}")
+        self._check_samples()
         for i, block in enumerate(self.prompts):
             for j, src in enumerate(block.sources):
                 where = f"prompts[{i}]" + (f".mix[{j}]" if isinstance(block, PromptMix) else "")
@@ -637,6 +636,30 @@ class RunConfig(_Section):
                     if missing:
                         raise ValueError(f"{where}.paths has no file for {missing}")
         return self
+
+    def _check_samples(self) -> None:
+        """Several answers to a prompt must be able to differ, and the agreement gate needs at
+        least `agreement` answers to each word problem it checks."""
+        g, agreement = self.generation, self.pairs.gates.agreement
+        gated = self.pairs.gates.enabled and agreement is not None
+        # The gate checks word problems only; with none, every source is held to it.
+        any_math = any(src.task == "math" for b in self.prompts for src in b.sources)
+        for i, block in enumerate(self.prompts):
+            for j, src in enumerate(block.sources):
+                where = f"prompts.{i}" + (f".mix.{j}" if isinstance(block, PromptMix) else "")
+                n = src.samples or g.samples
+                if src.samples and n > 1 and (g.sample_temperature or g.temperature) <= 0:
+                    raise ValueError(f"{where}.samples: {n} greedy answers to one prompt are the same answer; "
+                                     "set generation.sample_temperature (or temperature) above 0")
+                if gated and (src.task == "math" or not any_math) and agreement > n:
+                    key = f"{where}.samples" if src.samples else "generation.samples"
+                    raise ValueError(f"pairs.gates.agreement {agreement} counts the answers to one prompt that "
+                                     f"agree, but {key} is {n}; set samples to at least {agreement}")
+
+    @property
+    def max_samples(self) -> int:
+        """The most answers any prompt gets (1: a one-answer run)."""
+        return max(src.samples or self.generation.samples for b in self.prompts for src in b.sources)
 
     @property
     def all_languages(self) -> list[str]:

@@ -283,7 +283,7 @@ class Pipeline:
         for lang in stats:
             mine = [r for r in rows if r["language"] == lang]
             stats[lang]["kept"] = len(mine)
-            if self.cfg.generation.samples > 1:
+            if self.cfg.max_samples > 1:
                 stats[lang]["kept_sampled"] = sum(1 for r in mine if r["sample"])
             if len(kinds) > 1:
                 by_task = Counter(task_of[r["prompt_id"]] for r in mine)
@@ -355,9 +355,11 @@ def describe_plan(cfg: RunConfig, run_dir: Path, plans: list[IterationPlan]) -> 
         lines += [f"  or when {g.task} {g.metric} is worse than M0's by more than {g.max_loss:g}" for g in s.guards]
     for p in plans:
         counts = ", ".join(f"{lang} {len(v)}" for lang, v in p.prompts.items())
-        n = len(p.prompts[cfg.dominant_language]) * cfg.generation.samples  # answers per language
+        g = cfg.generation  # answers per language; a source may set its own number of answers
+        n = sum(pr.samples or g.samples for pr in p.prompts[cfg.dominant_language])
         n_x = len(cfg.languages)
-        each = f" ({cfg.generation.samples} per prompt)" if cfg.generation.samples > 1 else ""
+        per = sorted({pr.samples or g.samples for pr in p.prompts[cfg.dominant_language]})
+        each = f" ({' or '.join(map(str, per))} per prompt)" if per != [1] else ""
         tasks = Counter(pr.task for pr in p.prompts[cfg.dominant_language])
         kinds = f" ({', '.join(f'{k} {v}' for k, v in tasks.items())} in each)" if len(tasks) > 1 else ""
         lines.append(f"iteration {p.t}: prompts {counts}{kinds}")

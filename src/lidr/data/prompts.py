@@ -31,6 +31,7 @@ class Prompt:
     text: str
     task: str = "instruction"  # its source's `task`: "math" prompts get the answer_consistency gate
     max_new_tokens: int | None = None  # its source's cap on the answer (None: generation's)
+    samples: int | None = None  # its source's answers per prompt (None: generation's)
 
 
 def resolve_path(path: str, base_dir: Path | None) -> Path:
@@ -160,7 +161,7 @@ def load_language(src: PromptSource, lang: str, base_dir: Path | None) -> list[P
         if pid in seen:
             raise DataError(f"{where}: duplicate id {pid!r} (first at {seen[pid]})")
         seen[pid] = where
-        prompts.append(Prompt(pid, lang, text, src.task, src.max_new_tokens))
+        prompts.append(Prompt(pid, lang, text, src.task, src.max_new_tokens, src.samples))
     if not prompts:
         raise DataError(f"{name}: no prompts for language {lang!r}")
     return prompts

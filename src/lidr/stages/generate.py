@@ -30,12 +30,12 @@ def generation_requests(
 ) -> list[ChatRequest]:
     """`samples` requests per (prompt, language), longest prompts first so shards batch well.
     Answers after the first are drawn at `sample_temperature` (None: the stage's temperature).
-    A prompt whose source sets max_new_tokens gets that cap instead of `max_new_tokens`."""
+    A prompt whose source sets max_new_tokens (samples) gets that cap (that many answers) instead."""
     requests = []
     for lang, items in prompts.items():
         for p in items:
             content = user_content(p, task_template)
-            for k in range(samples):
+            for k in range(p.samples or samples):
                 requests.append(
                     ChatRequest(
                         id=sample_id(f"{lang}:{p.id}", k),
