@@ -43,10 +43,11 @@ from lidr.text.answers import answers_match, extract_answer
 
 
 def gold_answers(run_dir: Path) -> dict[tuple[str, str], str]:
-    """(language, prompt id) -> gold answer, from every prompt block of the run's config."""
+    """(language, prompt id) -> gold answer, from the word problems (`task: math`) of every
+    prompt block of the run's config (everyday instructions in a mix have no gold answer)."""
     cfg = parse_config(yaml.safe_load(rundir.config_path(run_dir).read_text(encoding="utf-8")))
     gold = {}
-    for src in (s for block in cfg.prompts for s in block.sources):
+    for src in (s for block in cfg.prompts for s in block.sources if s.task == "math"):
         for lang in cfg.all_languages:
             spec = src.paths[lang] if src.paths else src.path.replace("{lang}", lang)
             for _, rec in read_records(resolve_path(spec, None)):
