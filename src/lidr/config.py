@@ -268,7 +268,7 @@ class GatesConfig(_Section):
     answer_consistency: bool = True
     # Math with several answers per prompt: keep a pair only when its English answer's final
     # number is given by at least this many of the prompt's English answers (self-consistency,
-    # no label). None: off. Needs generation.samples >= agreement.
+    # no label). None: off. Needs that many answers per word problem (generation.samples, or its source's samples).
     agreement: int | None = Field(default=None, ge=2, le=64)
     dedupe: bool = True
     translation_requests: bool = True
