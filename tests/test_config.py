@@ -82,7 +82,8 @@ def test_a_source_may_set_its_number_of_answers():
     mix = {"mix": [{"path": "arith/{lang}.jsonl", "task": "math", "samples": 3}, {"path": "alpagasus/{lang}.jsonl"}]}
     c = cfg(prompts=[mix], generation={"sample_temperature": 0.7}, pairs={"gates": {"agreement": 2}})
     assert [s.samples for s in c.prompts_for(1).sources] == [3, None] and c.max_samples == 3
-    with pytest.raises(ConfigError, match=r"agreement 2 .* but prompts.0.mix.0.samples is 1; set samples to at least 2"):
+    with pytest.raises(ConfigError, match=r"agreement 2 .* but prompts.0.mix.0.samples is 1; set samples to at "
+                                          r"least 2"):
         cfg(prompts=[{"mix": [{**mix["mix"][0], "samples": 1}, mix["mix"][1]]}], generation={"samples": 3,
             "sample_temperature": 0.7}, pairs={"gates": {"agreement": 2}})
     with pytest.raises(ConfigError, match=r"prompts.0.mix.0.samples: 3 greedy answers to one prompt are the same"):
