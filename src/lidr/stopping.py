@@ -138,8 +138,9 @@ def _guard(run_dir: Path, g: dict[str, Any], t: int) -> dict[str, Any]:
         m0, now = score(run_dir, one, 0), score(run_dir, one, t)
         return round(sign * (m0 - now), 9), m0, now
 
-    lang = max(g["languages"], key=lambda x: (loss_in(x)[0], -g["languages"].index(x)))  # first on a tie
-    loss, m0, now = loss_in(lang)
+    losses = {lang: loss_in(lang) for lang in g["languages"]}  # each language's results read once
+    lang = max(losses, key=lambda x: losses[x][0])  # max keeps the first on a tie
+    loss, m0, now = losses[lang]
     vs_m0 = gain_interval(run_dir, {**g, "languages": [lang]}, t, since=0)
     if vs_m0:  # the interval of the gain, turned into one of the loss
         vs_m0["loss_ci"] = sorted(-x for x in vs_m0.pop("gain_ci"))
