@@ -7,6 +7,12 @@ same tests as the report, lidr/evaluate/stats.py).
 
     python benchmarks/paired_models.py runs/evidence_arith/iter_1/eval/dev.json \\
         runs/abl_lr2e-5/iter_1/eval/dev.json [--metric accuracy|accuracy_in_language|off_target] [--dominant en]
+
+With templates (the bundled word problems name theirs), a second mean row resamples whole
+templates (lidr.evaluate.stats.paired_group_bootstrap). The items files name them since
+mgsm saves `template`; for files saved before, `--templates-from` reads them from the data:
+
+    python benchmarks/paired_models.py A.json B.json --templates-from src/lidr/data/arith/dev/{lang}.jsonl
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from lidr.evaluate.stats import discordant, mcnemar_exact, paired_bootstrap, wilson_interval
-from lidr.report_stats import ITEM_KEYS, items_path, load_items, p_text
+from lidr.data.prompts import read_records
+from lidr.evaluate.stats import discordant, mcnemar_exact, paired_bootstrap, paired_group_bootstrap, wilson_interval
+from lidr.report_stats import GROUP_KEY, ITEM_KEYS, Groups, item_groups, items_path, load_items, p_text
 from lidr.store import load_json
 
 
@@ -25,6 +32,12 @@ def outcomes(result_path: Path, metric: str) -> dict[str, dict[str, int]]:
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
     return {lang: by_metric[metric] for lang, by_metric in items.items() if metric in by_metric}
+
+
+def templates_from(pattern: str, langs: list[str]) -> Groups:
+    """lang -> item id -> template from the evaluation's data files (`{lang}` in the path)."""
+    return {lang: {str(rec["id"]): rec[GROUP_KEY] for _, rec in read_records(Path(pattern.format(lang=lang)))}
+            for lang in langs}
 
 
 def rate(v: list[int]) -> str:
@@ -39,12 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric", default="accuracy", choices=list(ITEM_KEYS),
                     help="accuracy_in_language: right and in the question's language")
     ap.add_argument("--dominant", default="en")
+    ap.add_argument("--templates-from", metavar="PATH", help="data files naming each item's template, "
+                    "with {lang} (for items files saved without them)")
     args = ap.parse_args(argv)
     a, b = outcomes(args.a, args.metric), outcomes(args.b, args.metric)
+    groups = (templates_from(args.templates_from, sorted(a)) if args.templates_from
+              else item_groups(items_path(args.a, load_json(args.a))))
     print(f"A = {args.a}\nB = {args.b}\nmetric: {args.metric}\n")
     print("| language | n | A | B | B − A | A only / B only | p (McNemar) |")
     print("|---|---|---|---|---|---|---|")
-    before, after = {}, {}
+    before, after, item_templates = {}, {}, {}
     for lang in sorted(set(a) & set(b), key=lambda x: (x != args.dominant, x)):
         ids = [i for i in a[lang] if i in b[lang]]
         x, y = [a[lang][i] for i in ids], [b[lang][i] for i in ids]
@@ -53,10 +70,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{lost} / {gained} | {p_text(mcnemar_exact(lost, gained))} |")
         if lang != args.dominant:
             before[lang], after[lang] = x, y
+            item_templates[lang] = [groups.get(lang, {}).get(i) for i in ids]
     if before:
         r = paired_bootstrap(before, after, n_boot=10000, seed=0)
         print(f"| mean {', '.join(before)} | {sum(map(len, before.values()))} | | | {r['delta']:+.3f} "
               f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | | {p_text(r['p_value'])} (paired bootstrap) |")
+        if all(g is not None for gs in item_templates.values() for g in gs):
+            r = paired_group_bootstrap(before, after, item_templates, n_boot=10000, seed=0)
+            print(f"| mean by template ({r['groups']} templates) | {sum(map(len, before.values()))} | | | "
+                  f"{r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | | "
+                  f"{p_text(r['p_value'])} (templates resampled) |")
     return 0
 
 

@@ -120,7 +120,7 @@ def test_another_seed_gives_other_problems(tmp_path):
 def test_readers_of_the_pipeline_and_of_evaluation_accept_the_files():
     items = load_math_items(ARITH / "dev" / "es.jsonl")
     assert items[0] == {"id": rows("dev", "es")[0]["id"], "question": rows("dev", "es")[0]["question"],
-                        "gold": rows("dev", "es")[0]["answer"]}
+                        "gold": rows("dev", "es")[0]["answer"], "template": rows("dev", "es")[0]["template"]}
     src = PromptSource(path="bundled:arith/train_1/{lang}.jsonl", text_key="question")
     aligned = load_aligned(src, LANGS, None)
     assert [p.text for p in aligned["de"]] == [r["question"] for r in rows("train_1", "de")]

@@ -250,6 +250,35 @@ def test_report_paired_tests_and_intervals(tmp_path):
     assert "#### mgsm: accuracy_in_language gap to en" in text
 
 
+def test_report_resamples_templates_when_items_name_them(tmp_path):
+    """A gain made on one template of seven: significant when items are resampled, not when
+    templates are; a run whose items name no template gets no such row."""
+    from lidr.evaluate.tasks.mgsm import write_outputs
+
+    run_dir = tmp_path / "run"
+    _config(run_dir)
+    templates = [t for t in "abcdefg" for _ in range(4)]
+    for t in (0, 1):
+        rows = {lang: _rows(lang, [1 if (t == 1 and tpl == "a") else 0 for tpl in templates])
+                for lang in ("en", "es", "de")}
+        for lang_rows in rows.values():
+            for row, tpl in zip(lang_rows, templates):
+                row["template"] = tpl
+        write_outputs(run_dir / f"iter_{t}" / "eval", rows, f"M{t}")
+    paired = _section(build_report(run_dir).read_text(encoding="utf-8"),
+                      "#### mgsm: accuracy, M<t> vs M0 on the same items")
+    rows = {cells[1]: cells for cells in (_cells(line) for line in paired.splitlines()) if cells[0] == "M1"}
+    assert rows["**mean es, de**"][8:] == ["<0.001", "significant"]
+    by_template = rows["**mean by template (7 templates) es, de**"]
+    assert by_template[2:5] == ["56", "0.00", "0.14"] and by_template[9] == "not significant"
+    assert by_template[5].startswith("+0.14 [+0.00, ")  # a draw without template a gains nothing
+    assert "resamples whole templates" in paired
+
+    plain = _section(build_report(write_paired_run(tmp_path / "plain")).read_text(encoding="utf-8"),
+                     "#### mgsm: accuracy, M<t> vs M0 on the same items")
+    assert "by template" not in plain and "resamples whole templates" not in plain
+
+
 def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else [""]
 

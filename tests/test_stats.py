@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lidr.evaluate.stats import (
-    difference_interval, discordant, mcnemar_exact, mean_rate_interval, paired_bootstrap, wilson_interval,
+    difference_interval, discordant, mcnemar_exact, mean_rate_interval, paired_bootstrap,
+    paired_group_bootstrap, wilson_interval,
 )
 
 
@@ -122,3 +123,43 @@ def test_paired_bootstrap_bad_input():
         paired_bootstrap({"es": [1]}, {"fr": [1]})
     with pytest.raises(ValueError, match="es: need the same non-empty items"):
         paired_bootstrap({"es": [1, 0]}, {"es": [1]})
+
+
+TEMPLATES = [t for t in "abcdefg" for _ in range(20)]  # 7 templates of 20 items, as a split has
+
+
+def test_group_bootstrap_a_gain_on_one_template_is_not_evidence_for_others():
+    # es: 10 of template a's 20 items go wrong -> right, every other item stays wrong.
+    before = {"es": [0] * 140}
+    after = {"es": [1] * 10 + [0] * 130}
+    items = paired_bootstrap(before, after, n_boot=4000, seed=1)
+    grouped = paired_group_bootstrap(before, after, {"es": TEMPLATES}, n_boot=4000, seed=1)
+    assert items["delta"] == grouped["delta"] == pytest.approx(10 / 140) and grouped["groups"] == 7
+    assert items["p_value"] < 0.01  # resampling items, the gain looks certain
+    # Resampling templates, a draw without template a ((6/7)^7 = 0.34 of them) shows no gain.
+    assert grouped["ci_low"] == 0.0 and grouped["p_value"] > 0.5
+
+
+def test_group_bootstrap_a_gain_on_every_template_holds():
+    # 2 of every template's 20 items gain: every draw of templates shows +0.10.
+    before = {"es": [0] * 140}
+    after = {"es": [1 if i % 20 < 2 else 0 for i in range(140)]}
+    r = paired_group_bootstrap(before, after, {"es": TEMPLATES}, n_boot=1000, seed=1)
+    assert r["ci_low"] == pytest.approx(0.1) and r["ci_high"] == pytest.approx(0.1)
+    assert r["p_value"] == pytest.approx(2 / 1001)
+
+
+def test_group_bootstrap_draws_the_same_templates_for_every_language():
+    # Template a: es gains 10, fr loses 10. Drawn together the mean over languages is 0 in
+    # every replicate; drawn apart it would spread both ways.
+    before = {"es": [0] * 140, "fr": [1] * 10 + [0] * 130}
+    after = {"es": [1] * 10 + [0] * 130, "fr": [0] * 140}
+    r = paired_group_bootstrap(before, after, {"es": TEMPLATES, "fr": TEMPLATES}, n_boot=1000)
+    assert r == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0, "groups": 7}
+
+
+def test_group_bootstrap_bad_input():
+    with pytest.raises(ValueError, match="a group name for every item"):
+        paired_group_bootstrap({"es": [1, 0]}, {"es": [0, 0]}, {"es": ["a"]})
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        paired_group_bootstrap({"es": [1, 0]}, {"es": [0, 0]}, {"es": ["a", "a"]})

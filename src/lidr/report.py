@@ -48,6 +48,8 @@ class RunResults:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     # task -> iteration -> per-item 0/1 outcomes (lang -> metric -> item id -> 0/1)
     items: dict[str, dict[int, rs.Outcomes]] = field(default_factory=dict)
+    # task -> the template of each item, where the items name one (the same for every model)
+    groups: dict[str, rs.Groups] = field(default_factory=dict)
     # the saved config.yaml as a dict ({} when absent), and its dominant language
     config: dict[str, Any] = field(default_factory=dict)
     dominant: str = "en"
@@ -96,6 +98,8 @@ def _load_items(path: Path, task: str, t: int, res: RunResults) -> None:
     if outcomes:
         res.items.setdefault(task, {})[t] = outcomes
         rs.add_missing_rates(res.evals[task][t], outcomes)
+        if t == 0:
+            res.groups[task] = rs.item_groups(path)
 
 
 def numeric_metrics(per_iter: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
@@ -252,7 +256,8 @@ def eval_section(res: RunResults, plots: dict[tuple[str, str], Path | None], run
             lines += metric_table(metric, per_iter, res.dominant) + [""]
             lines += _image(plots.get((task, metric)), f"{task} {metric}", run_dir)
             if metric in rs.ITEM_KEYS and task in res.items:
-                lines += rs.paired_section(task, metric, res.items[task], res.dominant, _languages(per_iter))
+                lines += rs.paired_section(task, metric, res.items[task], res.dominant, _languages(per_iter),
+                                           res.groups.get(task))
         for metric in (m for m in rs.GAP_METRICS if m in metrics):
             gap_lines, _ = rs.gap_section(task, metric, per_iter, res.dominant, _languages(per_iter))
             lines += gap_lines + (_image(plots.get((task, f"{metric}_gap")), f"{task} {metric} gap", run_dir)

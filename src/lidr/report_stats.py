@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lidr.evaluate.stats import (
-    difference_interval, discordant, mcnemar_exact, mean_rate_interval, paired_bootstrap, wilson_interval,
+    difference_interval, discordant, mcnemar_exact, mean_rate_interval, paired_bootstrap, paired_group_bootstrap,
+    wilson_interval,
 )
 
 # Metrics that are k/n rates: their cells carry a 95 % interval.
@@ -28,7 +29,12 @@ ALPHA = 0.05
 N_BOOT = 10_000
 RATE_SPEC = ".2f"  # with an interval beside it, a third decimal is noise at any n we run
 
+# Per-item key naming the template an item was written from (the bundled word problems);
+# the paired tests then resample templates as well as items.
+GROUP_KEY = "template"
+
 Outcomes = dict[str, dict[str, dict[str, int]]]  # lang -> metric -> item id -> 0/1
+Groups = dict[str, dict[str, str]]  # lang -> item id -> template
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -149,6 +155,19 @@ def load_items(path: Path) -> tuple[Outcomes, list[str]]:
     return out, problems
 
 
+def item_groups(path: Path) -> Groups:
+    """lang -> item id -> template, for the rows of a per-item file that name one."""
+    out: Groups = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+                out.setdefault(row["language"], {})[str(row["id"])] = row[GROUP_KEY]
+            except (ValueError, KeyError, TypeError):
+                continue  # load_items names the bad lines; a row without a template has no group
+    return {lang: g for lang, g in out.items() if all(isinstance(v, str) for v in g.values())}
+
+
 def _paired(before: dict[str, int], after: dict[str, int]) -> tuple[list[int], list[int]]:
     """Outcomes on the items both models have, in M0's order."""
     ids = [i for i in before if i in after]
@@ -158,30 +177,35 @@ def _paired(before: dict[str, int], after: dict[str, int]) -> tuple[list[int], l
 # ---- paired tests ---------------------------------------------------------------------------
 
 def paired_section(task: str, metric: str, items: dict[int, Outcomes], dominant: str,
-                   languages: list[str]) -> list[str]:
+                   languages: list[str], groups: Groups | None = None) -> list[str]:
     """Per M<t> (t > 0): exact McNemar per language and a paired bootstrap of the mean over
-    the non-dominant languages, on the items M0 and M<t> both answered."""
+    the non-dominant languages, on the items M0 and M<t> both answered; with `groups`
+    (the items' templates), the same mean with templates resampled as well."""
     if 0 not in items:
         return []
     rows = []
     for t in sorted(t for t in items if t > 0):
-        rows += _paired_rows(t, metric, items[0], items[t], dominant, languages)
+        rows += _paired_rows(t, metric, items[0], items[t], dominant, languages, groups or {})
     if not rows:
         return []
     header = ["model", "language", "n", "M0", "M<t>", "change", "1→0", "0→1", "p", "verdict"]
+    by_template = (" Where the items name their template, a second mean row resamples whole templates "
+                   "(the same draw in every language): items of one template are not independent, and "
+                   "that row says whether the change would hold on other templates like these."
+                   if any("mean by template" in r[1] for r in rows) else "")
     return [
         f"#### {task}: {metric}, M<t> vs M0 on the same items", "",
         f"Per language: exact McNemar test (1→0: items where M0 scores 1 and M<t> 0, for "
         f"`{ITEM_KEYS[metric]}`). Mean over the non-dominant languages: paired bootstrap "
         f"({N_BOOT} resamples of items within each language, seed 0), change with its 95 % "
-        f"interval. Significant: p < {ALPHA}.", "",
+        f"interval.{by_template} Significant: p < {ALPHA}.", "",
         *table(header, rows), "",
     ]
 
 
 def _paired_rows(t: int, metric: str, m0: Outcomes, mt: Outcomes, dominant: str,
-                 languages: list[str]) -> list[list[str]]:
-    rows, before, after = [], {}, {}
+                 languages: list[str], groups: Groups) -> list[list[str]]:
+    rows, before, after, ids_of = [], {}, {}, {}
     for lang in languages:
         b0, a0 = m0.get(lang, {}).get(metric), mt.get(lang, {}).get(metric)
         if not b0 or not a0:
@@ -195,17 +219,23 @@ def _paired_rows(t: int, metric: str, m0: Outcomes, mt: Outcomes, dominant: str,
                      signed((sum(a) - sum(b)) / len(b)), str(lost), str(gained), p_text(p), verdict(p)])
         if lang != dominant:
             before[lang], after[lang] = b, a
+            ids_of[lang] = [i for i in b0 if i in a0]
     if len(before) >= 1:
-        rows.append(_bootstrap_row(t, before, after))
+        rows.append(_bootstrap_row(t, before, after, paired_bootstrap(before, after, n_boot=N_BOOT, seed=0)))
+        item_groups = {lang: [groups.get(lang, {}).get(i) for i in ids] for lang, ids in ids_of.items()}
+        if all(g is not None for gs in item_groups.values() for g in gs) and \
+                len({g for gs in item_groups.values() for g in gs}) >= 2:
+            r = paired_group_bootstrap(before, after, item_groups, n_boot=N_BOOT, seed=0)
+            rows.append(_bootstrap_row(t, before, after, r, f"mean by template ({r['groups']} templates)"))
     return rows
 
 
-def _bootstrap_row(t: int, before: dict[str, list[int]], after: dict[str, list[int]]) -> list[str]:
-    r = paired_bootstrap(before, after, n_boot=N_BOOT, seed=0)
+def _bootstrap_row(t: int, before: dict[str, list[int]], after: dict[str, list[int]], r: dict,
+                   label: str = "mean") -> list[str]:
     m0 = sum(sum(v) / len(v) for v in before.values()) / len(before)
     mt = sum(sum(v) / len(v) for v in after.values()) / len(after)
     change = f"{signed(r['delta'])} [{signed(r['ci_low'])}, {signed(r['ci_high'])}]"
-    return [f"M{t}", f"**mean {', '.join(before)}**", str(sum(len(v) for v in before.values())),
+    return [f"M{t}", f"**{label} {', '.join(before)}**", str(sum(len(v) for v in before.values())),
             f"{m0:.2f}", f"{mt:.2f}", change, "", "", p_text(r["p_value"]), verdict(r["p_value"])]
 
 

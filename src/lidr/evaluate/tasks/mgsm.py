@@ -8,7 +8,8 @@ GSM8K files (`instruction` or `question` + `final_answer`, or an `answer` ending
 
 Outputs, in `out_dir`: `mgsm.json` (see `evaluate.base`; per language the counts, the
 rates and their 95 % Wilson intervals `accuracy_ci` / `off_target_ci`) and
-`mgsm_generations.jsonl`, one row per question with its item id and 0/1 outcomes
+`mgsm_generations.jsonl`, one row per question with its item id (and template, when the data
+names one) and 0/1 outcomes
 (`correct`, `off_target`, and `correct_in_language`: right and not off-target), so a score can be checked, and two models compared item by
 item (`lidr.evaluate.stats.mcnemar_exact`), without rerunning the model. The result's
 `items` key names that file.
@@ -60,7 +61,12 @@ def load_math_items(path: Path) -> list[dict[str, str]]:
         if item_id in seen:
             raise DataError(f"{where}: duplicate id {item_id!r}")
         seen.add(item_id)
-        items.append({"id": item_id, "question": text_of(rec, where), "gold": _gold_of(rec, where)})
+        item = {"id": item_id, "question": text_of(rec, where), "gold": _gold_of(rec, where)}
+        if isinstance(rec.get("template"), str):
+            # Items written from one template are not independent: the report resamples
+            # templates as well as items when its rows carry them (report_stats.GROUP_KEY).
+            item["template"] = rec["template"]
+        items.append(item)
     if not items:
         raise DataError(f"{path}: no math problems")
     return items
@@ -76,7 +82,8 @@ def _score(item: dict[str, str], lang: str, text: str, finish_reason: str) -> di
     # A response with no letters (detected None) is off-target too: it is not in the language.
     off_target = detected != lang
     return {
-        "id": item["id"], "language": lang, "question": item["question"], "gold": item["gold"],
+        "id": item["id"], "language": lang, **({"template": item["template"]} if "template" in item else {}),
+        "question": item["question"], "gold": item["gold"],
         "response": text, "extracted": extracted, "correct": correct,
         "detected_language": detected, "off_target": off_target,
         # Right and in the question's language: an English answer to a French question is
