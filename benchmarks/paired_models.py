@@ -80,7 +80,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| mean by template ({r['groups']} templates) | {sum(map(len, before.values()))} | | | "
                   f"{r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | | "
                   f"{p_text(r['p_value'])} (templates resampled) |")
+            print_per_template(before, after, item_templates)
     return 0
+
+
+def print_per_template(before: dict[str, list[int]], after: dict[str, list[int]],
+                       templates: dict[str, list[str]]) -> None:
+    """Items scoring 1 per template, over the non-dominant languages together: where a gain is made."""
+    counts: dict[str, list[int]] = {}
+    for lang in before:
+        for x, y, tpl in zip(before[lang], after[lang], templates[lang]):
+            c = counts.setdefault(tpl, [0, 0, 0])
+            c[0], c[1], c[2] = c[0] + 1, c[1] + x, c[2] + y
+    print(f"\n| template | n ({', '.join(before)}) | A | B | B − A |\n|---|---|---|---|---|")
+    for tpl, (n, x, y) in sorted(counts.items()):
+        print(f"| {tpl} | {n} | {x} | {y} | {y - x:+d} |")
 
 
 if __name__ == "__main__":
