@@ -8,8 +8,8 @@ same tests as the report, lidr/evaluate/stats.py).
     python benchmarks/paired_models.py runs/evidence_arith/iter_1/eval/dev.json \\
         runs/abl_lr2e-5/iter_1/eval/dev.json [--metric accuracy|accuracy_in_language|off_target] [--dominant en]
 
-With templates (the bundled word problems name theirs), a second mean row resamples whole
-templates (lidr.evaluate.stats.paired_group_bootstrap). The items files name them since
+With templates (the bundled word problems name theirs), a second mean row tests the change over whole
+templates, an exact sign-flip test (lidr.evaluate.stats.paired_group_randomization). The items files name them since
 mgsm saves `template`; for files saved before, `--templates-from` reads them from the data:
 
     python benchmarks/paired_models.py A.json B.json --templates-from src/lidr/data/arith/dev/{lang}.jsonl
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from lidr.data.prompts import read_records
-from lidr.evaluate.stats import discordant, mcnemar_exact, paired_bootstrap, paired_group_bootstrap, wilson_interval
+from lidr.evaluate.stats import discordant, mcnemar_exact, paired_bootstrap, paired_group_randomization, wilson_interval
 from lidr.report_stats import GROUP_KEY, ITEM_KEYS, Groups, item_groups, items_path, load_items, p_text
 from lidr.store import load_json
 
@@ -76,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| mean {', '.join(before)} | {sum(map(len, before.values()))} | | | {r['delta']:+.3f} "
               f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | | {p_text(r['p_value'])} (paired bootstrap) |")
         if all(g is not None for gs in item_templates.values() for g in gs):
-            r = paired_group_bootstrap(before, after, item_templates, n_boot=10000, seed=0)
+            r = paired_group_randomization(before, after, item_templates)
+            ci = f" [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" if r["ci_low"] is not None else " (no interval)"
             print(f"| mean by template ({r['groups']} templates) | {sum(map(len, before.values()))} | | | "
-                  f"{r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | | "
-                  f"{p_text(r['p_value'])} (templates resampled) |")
+                  f"{r['delta']:+.3f}{ci} | | {p_text(r['p_value'])} (template signs flipped) |")
             print_per_template(before, after, item_templates)
     return 0
 

@@ -250,9 +250,9 @@ def test_report_paired_tests_and_intervals(tmp_path):
     assert "#### mgsm: accuracy_in_language gap to en" in text
 
 
-def test_report_resamples_templates_when_items_name_them(tmp_path):
-    """A gain made on one template of seven: significant when items are resampled, not when
-    templates are; a run whose items name no template gets no such row."""
+def test_report_tests_over_templates_when_items_name_them(tmp_path):
+    """A gain made on one template of seven: significant when items are resampled, not when tested
+    over templates; a run whose items name no template gets no such row."""
     from lidr.evaluate.tasks.mgsm import write_outputs
 
     run_dir = tmp_path / "run"
@@ -271,12 +271,13 @@ def test_report_resamples_templates_when_items_name_them(tmp_path):
     assert rows["**mean es, de**"][8:] == ["<0.001", "significant"]
     by_template = rows["**mean by template (7 templates) es, de**"]
     assert by_template[2:5] == ["56", "0.00", "0.14"] and by_template[9] == "not significant"
-    assert by_template[5].startswith("+0.14 [+0.00, ")  # a draw without template a gains nothing
-    assert "resamples whole templates" in paired
+    # One template's gain, flipped, reaches the same |sum|: p = 1, and no shift below 0 is accepted.
+    assert by_template[5].startswith("+0.14 [+0.00, ") and by_template[8] == "1.000"
+    assert "flips the sign of each template's change" in paired
 
     plain = _section(build_report(write_paired_run(tmp_path / "plain")).read_text(encoding="utf-8"),
                      "#### mgsm: accuracy, M<t> vs M0 on the same items")
-    assert "by template" not in plain and "resamples whole templates" not in plain
+    assert "by template" not in plain and "flips the sign" not in plain
 
 
 def _cells(line: str) -> list[str]:

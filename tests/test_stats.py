@@ -6,7 +6,7 @@ import pytest
 
 from lidr.evaluate.stats import (
     difference_interval, discordant, mcnemar_exact, mean_rate_interval, paired_bootstrap,
-    paired_group_bootstrap, wilson_interval,
+    paired_group_randomization, wilson_interval,
 )
 
 
@@ -128,38 +128,57 @@ def test_paired_bootstrap_bad_input():
 TEMPLATES = [t for t in "abcdefg" for _ in range(20)]  # 7 templates of 20 items, as a split has
 
 
-def test_group_bootstrap_a_gain_on_one_template_is_not_evidence_for_others():
+def test_group_test_a_gain_on_one_template_is_not_evidence_for_others():
     # es: 10 of template a's 20 items go wrong -> right, every other item stays wrong.
     before = {"es": [0] * 140}
     after = {"es": [1] * 10 + [0] * 130}
     items = paired_bootstrap(before, after, n_boot=4000, seed=1)
-    grouped = paired_group_bootstrap(before, after, {"es": TEMPLATES}, n_boot=4000, seed=1)
+    grouped = paired_group_randomization(before, after, {"es": TEMPLATES})
     assert items["delta"] == grouped["delta"] == pytest.approx(10 / 140) and grouped["groups"] == 7
     assert items["p_value"] < 0.01  # resampling items, the gain looks certain
-    # Resampling templates, a draw without template a ((6/7)^7 = 0.34 of them) shows no gain.
-    assert grouped["ci_low"] == 0.0 and grouped["p_value"] > 0.5
+    # Over templates: one template's change, either sign, reaches the same |sum|.
+    assert grouped["p_value"] == 1.0 and grouped["ci_low"] == 0.0
 
 
-def test_group_bootstrap_a_gain_on_every_template_holds():
-    # 2 of every template's 20 items gain: every draw of templates shows +0.10.
+def test_group_test_a_gain_on_every_template_is_at_most_as_sure_as_seven_observations():
+    # 2 of every template's 20 items gain. A bootstrap over templates sees +0.10 in every
+    # draw (p = 2/1001 at 1,000 draws); seven templates are seven observations, and the
+    # exact test's p is the share of sign patterns as extreme: the two all-equal ones.
     before = {"es": [0] * 140}
     after = {"es": [1 if i % 20 < 2 else 0 for i in range(140)]}
-    r = paired_group_bootstrap(before, after, {"es": TEMPLATES}, n_boot=1000, seed=1)
+    r = paired_group_randomization(before, after, {"es": TEMPLATES})
+    assert r["p_value"] == pytest.approx(2 / 2**7)
     assert r["ci_low"] == pytest.approx(0.1) and r["ci_high"] == pytest.approx(0.1)
-    assert r["p_value"] == pytest.approx(2 / 1001)
+    # Five templates: 2/32 > 0.05, no change could be significant and no shift rejected.
+    five = [t for t in "abcde" for _ in range(20)]
+    r = paired_group_randomization({"es": [0] * 100}, {"es": after["es"][:100]}, {"es": five})
+    assert r["p_value"] == pytest.approx(2 / 2**5) and r["ci_low"] is None and r["ci_high"] is None
 
 
-def test_group_bootstrap_draws_the_same_templates_for_every_language():
-    # Template a: es gains 10, fr loses 10. Drawn together the mean over languages is 0 in
-    # every replicate; drawn apart it would spread both ways.
+def test_group_test_matches_enumeration_on_uneven_gains():
+    # Gains of 0, 1, 0, 1, 2, 1, 2 items on the 7 templates (a dev split's M1, 2026-12-03):
+    # the 5 templates that moved all moved up, so |sum| is reached only by the 2 of 2^5
+    # patterns of their signs with all equal: p = 2/32, though the item bootstrap says 0.02.
+    gains = [0, 1, 0, 1, 2, 1, 2]
+    before = {"es": [0] * 140}
+    after = {"es": [1 if i % 20 < gains[i // 20] else 0 for i in range(140)]}
+    r = paired_group_randomization(before, after, {"es": TEMPLATES})
+    assert r["p_value"] == pytest.approx(2 / 32)
+    assert r["ci_low"] == 0.0 < r["delta"] < r["ci_high"]  # 0 not rejected (p = 2/32), below 0 every template gains
+    assert paired_bootstrap(before, after, n_boot=4000, seed=1)["p_value"] < 0.05
+
+
+def test_group_test_takes_the_same_template_in_every_language():
+    # Template a: es gains 10, fr loses 10. Flipped together the mean over languages is 0;
+    # flipped apart it would spread both ways.
     before = {"es": [0] * 140, "fr": [1] * 10 + [0] * 130}
     after = {"es": [1] * 10 + [0] * 130, "fr": [0] * 140}
-    r = paired_group_bootstrap(before, after, {"es": TEMPLATES, "fr": TEMPLATES}, n_boot=1000)
+    r = paired_group_randomization(before, after, {"es": TEMPLATES, "fr": TEMPLATES})
     assert r == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0, "groups": 7}
 
 
-def test_group_bootstrap_bad_input():
+def test_group_test_bad_input():
     with pytest.raises(ValueError, match="a group name for every item"):
-        paired_group_bootstrap({"es": [1, 0]}, {"es": [0, 0]}, {"es": ["a"]})
+        paired_group_randomization({"es": [1, 0]}, {"es": [0, 0]}, {"es": ["a"]})
     with pytest.raises(ValueError, match="at least 2 groups"):
-        paired_group_bootstrap({"es": [1, 0]}, {"es": [0, 0]}, {"es": ["a", "a"]})
+        paired_group_randomization({"es": [1, 0]}, {"es": [0, 0]}, {"es": ["a", "a"]})

@@ -12,10 +12,13 @@ numpy only (no scipy): the report must be buildable wherever `lidr` installs.
   likely to favour either model, so the p-value is a two-sided binomial test at p = 0.5.
 - `paired_bootstrap`: the mean over languages of the accuracy change, with a
   percentile interval and a p-value from resampling items within each language.
-- `paired_group_bootstrap`: the same change, resampling whole groups of items (the
-  templates a word problem was written from) instead of items: items of one template are
-  not independent, so a gain made on one template says less about a new template than
-  the item bootstrap's interval suggests.
+- `paired_group_randomization`: the same change tested over whole groups of items (the
+  templates a word problem was written from): items of one template are not independent,
+  so a gain made on one template says less about a new template than the item bootstrap
+  suggests. With as few groups as a split has (7 templates), resampling groups is not
+  reliable (when every template moves the same way, every draw does, and its p falls below
+  0.001 on 7 observations), so this is an exact sign-flip randomization test over groups,
+  whose smallest p is 2 / 2^groups, with the interval of the shifts it does not reject.
 """
 
 from __future__ import annotations
@@ -126,38 +129,76 @@ def paired_bootstrap(before: dict[str, list[int]], after: dict[str, list[int]],
     return _percentile_summary(delta, reps)
 
 
-def paired_group_bootstrap(before: dict[str, list[int]], after: dict[str, list[int]],
-                           groups: dict[str, list[str]], n_boot: int = 10000, seed: int = 0) -> dict:
-    """`paired_bootstrap` with whole groups resampled: a cluster bootstrap.
+def paired_group_randomization(before: dict[str, list[int]], after: dict[str, list[int]],
+                               groups: dict[str, list[str]], alpha: float = 0.05, max_exact: int = 12,
+                               n_random: int = 20000, seed: int = 0) -> dict:
+    """Exact randomization test of the mean change over languages, by group (template).
 
-    `groups[lang][i]` names the group of item i (a template). Each replicate draws as many
-    group names as there are, with replacement, the same draw for every language (aligned
-    items share a template across languages), and takes each language's change over the
-    items of the drawn groups, counted as often as drawn. With few groups (7 templates a
-    split here) the interval is coarse; it answers "would the change hold on other
-    templates like these", which the item bootstrap does not.
+    `groups[lang][i]` names the group of item i. The mean over languages of the change is a
+    sum of one share per group (its items' changes, each divided by its language's item
+    count and by the number of languages); aligned items share a group across languages,
+    so a group's share adds its changes in every language. Under H0 (the two models are
+    exchangeable on every item, hence on every group) each share is as likely to have
+    either sign, so p is the share of the 2^groups sign patterns whose |sum| reaches the
+    observed one (exact up to `max_exact` groups, else `n_random` random patterns with the
+    observed one counted). The interval is every shift d of the change that the same test
+    does not reject at `alpha` (each share minus d times its share of items): None when no
+    shift can be rejected, i.e. with 2 / 2^groups > alpha (5 groups or fewer at 0.05).
 
-    Returns `paired_bootstrap`'s keys and "groups", the number of groups.
+    Returns {"delta", "ci_low", "ci_high", "p_value", "groups"} (ci_* None without an interval).
     """
     if set(groups) != set(before) or any(len(groups[lang]) != len(before[lang]) for lang in before):
-        raise ValueError("paired_group_bootstrap: need a group name for every item of every language")
+        raise ValueError("paired_group_randomization: need a group name for every item of every language")
     diffs = _differences(before, after)
     names = sorted({g for lang in diffs for g in groups[lang]})
     if len(names) < 2:
-        raise ValueError(f"paired_group_bootstrap: need at least 2 groups, got {names}")
+        raise ValueError(f"paired_group_randomization: need at least 2 groups, got {names}")
+    share, weight = _group_shares(diffs, groups, names)
+    signs = _sign_patterns(len(names), max_exact, n_random, seed)
+    exact = len(names) <= max_exact
+
+    def p_at(shift: np.ndarray) -> np.ndarray:
+        """p for each shift d: how often a sign pattern reaches |sum of (share - d * weight)|."""
+        c = share[None, :] - shift[:, None] * weight[None, :]
+        observed = np.abs(c.sum(axis=1))
+        reach = (np.abs(c @ signs.T) >= observed[:, None] - 1e-12).sum(axis=1)
+        return reach / len(signs) if exact else (reach + 1) / (len(signs) + 1)
+
+    delta = float(share.sum())
+    out = {"delta": delta, "ci_low": None, "ci_high": None,
+           "p_value": float(p_at(np.array([0.0]))[0]), "groups": len(names)}
+    # Outside the range of the groups' own changes every share has one sign, and only the
+    # two all-equal patterns reach the sum: no shift there is accepted unless 2 / 2^G > alpha.
+    floor = 2 / len(signs) if exact else 1 / (len(signs) + 1)
+    if floor > alpha:
+        return out
+    own = share / weight
+    grid = np.union1d(np.linspace(own.min(), own.max(), 2001), [delta])
+    accepted = grid[p_at(grid) > alpha]
+    out["ci_low"], out["ci_high"] = float(accepted.min()), float(accepted.max())
+    return out
+
+
+def _group_shares(diffs: dict[str, np.ndarray], groups: dict[str, list[str]],
+                  names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: its share of the mean change over languages, and its share of the items
+    (the weights sum to 1), so that shifting every item's change by d shifts a share by d * weight."""
     col = {g: k for k, g in enumerate(names)}
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(len(names), [1 / len(names)] * len(names), size=n_boot).astype(float)
-    per_lang = []
+    share, weight = np.zeros(len(names)), np.zeros(len(names))
     for lang, d in diffs.items():
         ks = np.array([col[g] for g in groups[lang]])
-        sums, sizes = np.bincount(ks, d, len(names)), np.bincount(ks, minlength=len(names)).astype(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_lang.append((draws @ sums) / (draws @ sizes))  # nan where no drawn group has this language
-    reps = np.vstack(per_lang)
-    reps = reps[:, ~np.isnan(reps).any(axis=0)].mean(axis=0)
-    delta = float(np.mean([d.mean() for d in diffs.values()]))
-    return {**_percentile_summary(delta, reps), "groups": len(names)}
+        share += np.bincount(ks, d, len(names)) / (len(d) * len(diffs))
+        weight += np.bincount(ks, minlength=len(names)) / (len(d) * len(diffs))
+    return share, weight
+
+
+def _sign_patterns(n_groups: int, max_exact: int, n_random: int, seed: int) -> np.ndarray:
+    """Every +-1 pattern over the groups (up to max_exact groups), else n_random random ones."""
+    if n_groups <= max_exact:
+        bits = (np.arange(2**n_groups)[:, None] >> np.arange(n_groups)[None, :]) & 1
+    else:
+        bits = np.random.default_rng(seed).integers(0, 2, size=(n_random, n_groups))
+    return 1.0 - 2.0 * bits
 
 
 def _differences(before: dict[str, list[int]], after: dict[str, list[int]]) -> dict[str, np.ndarray]:
