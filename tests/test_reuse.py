@@ -112,6 +112,30 @@ def test_a_run_saved_before_an_option_existed_is_reused(old_run, translating_mod
     assert "every iteration is copied" in out.stdout
 
 
+def test_a_config_in_another_folder_that_reads_the_same_files_is_reused(old_run, translating_model_dir):
+    """Relative paths are read against each config's folder: `../prompts/{lang}.jsonl` from a
+    folder one level down names the old run's prompts, so every stage is copied. Without the
+    old run's record of its folder the strings are all there is to compare, and they differ."""
+    tmp, prompts = old_run
+    deeper = tmp / "ablations"
+    deeper.mkdir(exist_ok=True)
+    cfg = write_config(deeper / "moved.yaml", translating_model_dir, prompts, evaluation=EVAL)
+    moved = yaml.safe_load(cfg.read_text())
+    moved["prompts"] = [{"path": f"../{prompts.name}/{{lang}}.jsonl"}]
+    cfg.write_text(yaml.safe_dump(moved, sort_keys=False), encoding="utf-8")
+    assert (tmp / "a" / "config_dir.json").is_file()
+    out = lidr("run", str(cfg), "-o", str(tmp / "moved"), "--reuse", str(tmp / "a"), "--dry-run")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "every iteration is copied" in out.stdout
+
+    unrecorded = tmp / "unrecorded"
+    shutil.copytree(tmp / "a", unrecorded)
+    (unrecorded / "config_dir.json").unlink()
+    out = lidr("run", str(cfg), "-o", str(tmp / "moved2"), "--reuse", str(unrecorded), "--dry-run")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "iteration 1 responses runs: settings differ (prompts.path)" in out.stdout
+
+
 def test_reuse_of_a_directory_that_holds_no_run_is_refused(tmp_path, old_run, translating_model_dir):
     tmp, prompts = old_run
     cfg = write_config(tmp_path / "c.yaml", translating_model_dir, prompts)

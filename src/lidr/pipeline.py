@@ -99,7 +99,7 @@ class Pipeline:
             if self.worker.count > 1:
                 raise ConfigError("--reuse copies another run's stages before any worker starts: run it with one "
                                   "worker, then resume the run with --workers")
-            self.reuse_plan = reuse_stages.plan_reuse(self.reuse, cfg, self.run_dir)
+            self.reuse_plan = reuse_stages.plan_reuse(self.reuse, cfg, self.run_dir, self.base_dir)
 
     def describe(self) -> list[str]:
         lines = describe_plan(self.cfg, self.run_dir, self.plans)
@@ -118,6 +118,8 @@ class Pipeline:
 
     def _run_locked(self) -> dict[str, Any]:
         write_text_atomic(rundir.config_path(self.run_dir), to_yaml(self.cfg))
+        if self.base_dir is not None:  # what its relative paths meant, for a later --reuse of this run
+            write_json_atomic(self.run_dir / rundir.CONFIG_DIR_FILE, {"config_dir": str(Path(self.base_dir).resolve())})
         if self.reuse:  # after config.yaml: a copy cut short leaves a run that resumes
             reuse_stages.apply_reuse(self.reuse, self.reuse_plan[0], self.run_dir, self.console.log)
         model_in = resolve_model(self.cfg.model, self.base_dir)

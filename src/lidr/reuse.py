@@ -8,6 +8,10 @@ after it, runs. Evaluation results are copied for models that were themselves co
 tasks whose settings are equal. What was copied, and from where, is written to
 RUN/reused.json.
 
+A relative path means what it names from its config's folder: two configs in different
+folders that read the same files (`../../shared/data/x.jsonl` and `../../../../shared/...`)
+are equal, once both runs record their folder (RUN/config_dir.json).
+
 Files are hard-linked where the file system allows (a stage writes new files and renames
 them into place, never into an existing file, so the two runs cannot change each other's).
 """
@@ -52,11 +56,16 @@ class Copy:
     targets: tuple[Path, ...]
 
 
-def plan_reuse(old_run: Path, cfg: RunConfig, run_dir: Path) -> tuple[list[Copy], str]:
-    """The copies to make from `old_run` into `run_dir`, and why the chain stops where it does."""
+def plan_reuse(old_run: Path, cfg: RunConfig, run_dir: Path,
+               base_dir: Path | None = None) -> tuple[list[Copy], str]:
+    """The copies to make from `old_run` into `run_dir`, and why the chain stops where it does.
+    `base_dir`: the folder `cfg`'s relative paths are read against."""
     old_run, run_dir = Path(old_run), Path(run_dir)
     old = _load_config(old_run)
     new = cfg.model_dump(mode="json")
+    old_base = rundir.config_dir(old_run)
+    if old_base is not None and base_dir is not None:
+        old, new = resolved_paths(old, old_base), resolved_paths(new, Path(base_dir))
     model_differs = [k for k in _under(diff_configs(old, new), _MODEL_KEYS) if not _under([k], _RESPONSE_ONLY)]
     copies = _eval_copies(old_run, run_dir, 0, old, new) if not model_differs else []
     keys: tuple[str, ...] = _MODEL_KEYS
@@ -105,6 +114,20 @@ def _load_config(old_run: Path) -> dict[str, Any]:
         return with_defaults(rundir.load_saved_config(path))
     except DamagedFileError as err:
         raise ConfigError(f"--reuse {old_run}: {err.path} is damaged ({err.why})") from None
+
+
+def resolved_paths(value: Any, base_dir: Path) -> Any:
+    """`value` (a config as plain data) with every path made absolute, relative ones read
+    against `base_dir`. A path is a string with a slash whose folder exists ({lang} stays in
+    the file name); hub ids (`org/name`), `bundled:` names and URLs stay as they are."""
+    if isinstance(value, dict):
+        return {k: resolved_paths(v, base_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolved_paths(v, base_dir) for v in value]
+    if not isinstance(value, str) or "/" not in value or ":" in value:
+        return value
+    path = base_dir / Path(value).expanduser()  # an absolute path stays itself, links resolved
+    return str(path.resolve()) if path.parent.is_dir() else value
 
 
 def _block_view(config: dict[str, Any], t: int) -> dict[str, Any]:

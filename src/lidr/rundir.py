@@ -2,6 +2,7 @@
 the cards and the stopping rule read it through these names.
 
     RUN/config.yaml                    the resolved config (a re-run must match it)
+    RUN/config_dir.json                the folder its relative paths were read against
     RUN/iter_<t>/responses/            stage 1: shards + _done.json
     RUN/iter_<t>/translations/         stage 2: shards + _done.json
     RUN/iter_<t>/pairs/                stage 3: pairs.parquet + _done.json
@@ -22,6 +23,7 @@ from lidr.config import RunConfig, diff_configs, to_yaml
 from lidr.store import DONE, DamagedFileError, RunDirError, load_json
 
 CONFIG_FILE = "config.yaml"
+CONFIG_DIR_FILE = "config_dir.json"
 STAGES = ("responses", "translations", "pairs", "train")
 PAIRS_FILE = "pairs.parquet"
 ITER_PREFIX = "iter_"
@@ -29,6 +31,16 @@ ITER_PREFIX = "iter_"
 
 def config_path(run_dir: Path) -> Path:
     return Path(run_dir) / CONFIG_FILE
+
+
+def config_dir(run_dir: Path) -> Path | None:
+    """The folder the run's config read its relative paths against; None when not recorded
+    (a run from an embedded config, or one saved before the record existed)."""
+    path = Path(run_dir) / CONFIG_DIR_FILE
+    try:
+        return Path(load_json(path)["config_dir"]) if path.is_file() else None
+    except (DamagedFileError, KeyError, TypeError):
+        return None
 
 
 def iteration_dir(run_dir: Path, t: int) -> Path:
