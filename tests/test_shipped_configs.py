@@ -116,3 +116,26 @@ def test_an_ablation_of_three_answers_changes_only_the_gates(path):
     base = CONFIGS / "ablations" / "on_chosen" / "evidence_samples3.yaml"
     differ = diff_configs(load_config(base)[0].model_dump(mode="json"), load_config(path)[0].model_dump(mode="json"))
     assert differ and all(k == "name" or k.startswith("pairs.gates.") for k in differ), differ
+
+
+AUTO_TEST_VARIANTS = {
+    "evidence_arith_auto_seed43": {"training.seed": 43},
+    "evidence_arith_auto_seed44": {"training.seed": 44},
+    "evidence_arith_auto_no_dominant_pairs": {"pairs.dominant_pairs": False},
+    "evidence_arith_auto_no_nll": {"training.alpha": 0.0},
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUTO_TEST_VARIANTS))
+def test_a_variant_of_the_auto_test_run_makes_its_one_change(name):
+    """Each trains again on the test run's iteration-1 pairs (copied with --reuse): iteration 1
+    only, on dev, and one setting changed, so what differs from that run's M1 is that setting."""
+    base = load_config(CONFIGS / "evidence_arith_auto_test.yaml")[0]
+    variant = load_config(CONFIGS / f"{name}.yaml")[0]
+    scope = {"name", "max_iterations", "prompts", "evaluation.tasks"}
+    differ = diff_configs(base.model_dump(mode="json"), variant.model_dump(mode="json"))
+    changes = {k: _get(variant.model_dump(mode="json"), k) for k in differ if k not in scope}
+    assert changes == AUTO_TEST_VARIANTS[name]
+    assert variant.max_iterations == 1 and variant.prompts_for(1) == base.prompts_for(1)
+    assert [t.name for t in variant.evaluation.tasks] == ["dev", "chat_dev"]
+    assert variant.evaluation.tasks == base.evaluation.tasks[:2]
