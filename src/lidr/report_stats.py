@@ -192,8 +192,8 @@ def paired_section(task: str, metric: str, items: dict[int, Outcomes], dominant:
     by_template = (" Where the items name their template, a second mean row tests the change over whole "
                    "templates: items of one template are not independent, and that row says whether the "
                    "change would hold on other templates like these. Its p is an exact randomization test "
-                   "that flips the sign of each template's change (in every language at once; with 7 "
-                   "templates p is at least 2/128 = 0.016), its interval the shifts that test does not reject."
+                   "that flips the sign of each template's change (in every language at once; with G templates p is "
+                   "at least 2/2^G, 0.016 for 7), its interval the shifts that test does not reject."
                    if any("mean by template" in r[1] for r in rows) else "")
     return [
         f"#### {task}: {metric}, M<t> vs M0 on the same items", "",
