@@ -112,10 +112,11 @@ def test_a_run_saved_before_an_option_existed_is_reused(old_run, translating_mod
     assert "every iteration is copied" in out.stdout
 
 
-def test_a_config_in_another_folder_that_reads_the_same_files_is_reused(old_run, translating_model_dir):
+def test_a_config_in_another_folder_that_reads_the_same_files_is_reused_and_resumes(old_run, translating_model_dir):
     """Relative paths are read against each config's folder: `../prompts/{lang}.jsonl` from a
-    folder one level down names the old run's prompts, so every stage is copied. Without the
-    old run's record of its folder the strings are all there is to compare, and they differ."""
+    folder one level down names the old run's prompts, so every stage is copied, and the same
+    config resumes the old run. Without the old run's record of its folder the strings are all
+    there is to compare, and they differ."""
     tmp, prompts = old_run
     deeper = tmp / "ablations"
     deeper.mkdir(exist_ok=True)
@@ -128,12 +129,18 @@ def test_a_config_in_another_folder_that_reads_the_same_files_is_reused(old_run,
     assert out.returncode == 0, out.stderr[-3000:]
     assert "every iteration is copied" in out.stdout
 
+    # The moved config also resumes the old run itself (nothing left to do).
+    out = lidr("run", str(cfg), "-o", str(tmp / "a"), "--dry-run")
+    assert out.returncode == 0 and "different config" not in out.stderr, out.stderr[-3000:]
+
     unrecorded = tmp / "unrecorded"
     shutil.copytree(tmp / "a", unrecorded)
     (unrecorded / "config_dir.json").unlink()
     out = lidr("run", str(cfg), "-o", str(tmp / "moved2"), "--reuse", str(unrecorded), "--dry-run")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "iteration 1 responses runs: settings differ (prompts.path)" in out.stdout
+    out = lidr("run", str(cfg), "-o", str(unrecorded), "--dry-run")
+    assert out.returncode != 0 and "different config; keys that differ: prompts " in out.stderr
 
 
 def test_reuse_of_a_directory_that_holds_no_run_is_refused(tmp_path, old_run, translating_model_dir):

@@ -94,7 +94,7 @@ class Pipeline:
         if cfg.pairs.translation_task_ids:
             path = resolve_path(cfg.pairs.translation_task_ids, self.base_dir)
             self.task_ids = {str(rec["id"]) for _, rec in read_records(path) if "id" in rec}
-        rundir.check_saved_config(self.run_dir, cfg, self.console.log)
+        rundir.check_saved_config(self.run_dir, cfg, self.console.log, self.base_dir)
         if self.reuse:
             if self.worker.count > 1:
                 raise ConfigError("--reuse copies another run's stages before any worker starts: run it with one "

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lidr import rundir, tracking
-from lidr.config import RunConfig, diff_configs, with_defaults
+from lidr.config import RunConfig, diff_configs, resolved_paths, with_defaults
 from lidr.errors import ConfigError
 from lidr.models import model_ok
 from lidr.store import DONE, DamagedFileError, finished, load_json, write_json_atomic
@@ -114,20 +114,6 @@ def _load_config(old_run: Path) -> dict[str, Any]:
         return with_defaults(rundir.load_saved_config(path))
     except DamagedFileError as err:
         raise ConfigError(f"--reuse {old_run}: {err.path} is damaged ({err.why})") from None
-
-
-def resolved_paths(value: Any, base_dir: Path) -> Any:
-    """`value` (a config as plain data) with every path made absolute, relative ones read
-    against `base_dir`. A path is a string with a slash whose folder exists ({lang} stays in
-    the file name); hub ids (`org/name`), `bundled:` names and URLs stay as they are."""
-    if isinstance(value, dict):
-        return {k: resolved_paths(v, base_dir) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolved_paths(v, base_dir) for v in value]
-    if not isinstance(value, str) or "/" not in value or ":" in value:
-        return value
-    path = base_dir / Path(value).expanduser()  # an absolute path stays itself, links resolved
-    return str(path.resolve()) if path.parent.is_dir() else value
 
 
 def _block_view(config: dict[str, Any], t: int) -> dict[str, Any]:

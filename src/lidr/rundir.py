@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import yaml
 
-from lidr.config import RunConfig, diff_configs, to_yaml
+from lidr.config import RunConfig, diff_configs, resolved_paths, to_yaml
 from lidr.store import DONE, DamagedFileError, RunDirError, load_json
 
 CONFIG_FILE = "config.yaml"
@@ -117,9 +117,12 @@ def drop_reasons(lang_stats: dict[str, Any]) -> dict[str, int]:
             **{f"gate:{k}": v for k, v in (lang_stats.get("gates") or {}).items()}}
 
 
-def check_saved_config(run_dir: Path, cfg: RunConfig, log: Callable[[str], None]) -> None:
+def check_saved_config(run_dir: Path, cfg: RunConfig, log: Callable[[str], None],
+                       base_dir: Path | None = None) -> None:
     """Refuse a run directory that holds another run: not empty without a config.yaml, or a
-    saved config whose settings differ from `cfg` (a re-run with the same config resumes)."""
+    saved config whose settings differ from `cfg` (a re-run with the same config resumes).
+    With `base_dir` (the folder of `cfg`'s file) and the run's record of its own, relative
+    paths are compared by what they name, so the config moved to another folder resumes."""
     saved = config_path(run_dir)
     if not saved.is_file():
         # Hidden names are other workers' files being written (config.yaml first of all).
@@ -129,7 +132,11 @@ def check_saved_config(run_dir: Path, cfg: RunConfig, log: Callable[[str], None]
     old = _saved_config(saved, cfg, log)
     if old is None:
         return
-    differ = diff_configs(old, cfg.model_dump(mode="json"))
+    new = cfg.model_dump(mode="json")
+    saved_base = config_dir(run_dir)
+    if saved_base is not None and base_dir is not None:
+        old, new = resolved_paths(old, saved_base), resolved_paths(new, Path(base_dir))
+    differ = diff_configs(old, new)
     if differ:
         raise RunDirError(
             f"{run_dir} holds a run with a different config; keys that differ: {', '.join(differ)} "
