@@ -797,17 +797,3 @@ def diff_configs(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
         elif a != b:
             keys.append(name)
     return keys
-
-
-def resolved_paths(value: Any, base_dir: Path) -> Any:
-    """`value` (a config as plain data) with every path made absolute, relative ones read
-    against `base_dir`. A path is a string with a slash whose folder exists ({lang} stays in
-    the file name); hub ids (`org/name`), `bundled:` names and URLs stay as they are."""
-    if isinstance(value, dict):
-        return {k: resolved_paths(v, base_dir) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolved_paths(v, base_dir) for v in value]
-    if not isinstance(value, str) or "/" not in value or ":" in value:
-        return value
-    path = base_dir / Path(value).expanduser()  # an absolute path stays itself, links resolved
-    return str(path.resolve()) if path.parent.is_dir() else value

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lidr import rundir, tracking
-from lidr.config import RunConfig, diff_configs, resolved_paths, with_defaults
+from lidr.config import RunConfig, diff_configs, with_defaults
 from lidr.errors import ConfigError
 from lidr.models import model_ok
 from lidr.store import DONE, DamagedFileError, finished, load_json, write_json_atomic
@@ -61,11 +61,7 @@ def plan_reuse(old_run: Path, cfg: RunConfig, run_dir: Path,
     """The copies to make from `old_run` into `run_dir`, and why the chain stops where it does.
     `base_dir`: the folder `cfg`'s relative paths are read against."""
     old_run, run_dir = Path(old_run), Path(run_dir)
-    old = _load_config(old_run)
-    new = cfg.model_dump(mode="json")
-    old_base = rundir.config_dir(old_run)
-    if old_base is not None and base_dir is not None:
-        old, new = resolved_paths(old, old_base), resolved_paths(new, Path(base_dir))
+    old, new = rundir.comparable_configs(_load_config(old_run), old_run, cfg.model_dump(mode="json"), base_dir)
     model_differs = [k for k in _under(diff_configs(old, new), _MODEL_KEYS) if not _under([k], _RESPONSE_ONLY)]
     copies = _eval_copies(old_run, run_dir, 0, old, new) if not model_differs else []
     keys: tuple[str, ...] = _MODEL_KEYS

@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 import yaml
 
-from lidr.config import RunConfig, diff_configs, resolved_paths, to_yaml
+from lidr.config import RunConfig, diff_configs, to_yaml
+from lidr.data.prompts import resolve_path
 from lidr.store import DONE, DamagedFileError, RunDirError, load_json
 
 CONFIG_FILE = "config.yaml"
@@ -41,6 +42,31 @@ def config_dir(run_dir: Path) -> Path | None:
         return Path(load_json(path)["config_dir"]) if path.is_file() else None
     except (DamagedFileError, KeyError, TypeError):
         return None
+
+
+def comparable_configs(old: dict[str, Any], run_dir: Path, new: dict[str, Any],
+                       base_dir: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`old` (the config saved in `run_dir`) and `new` (a config read from `base_dir`) with
+    their paths read against each one's folder, so that two configs in different folders
+    naming the same files compare equal; as written when either folder is unknown."""
+    saved_base = config_dir(run_dir)
+    if saved_base is None or base_dir is None:
+        return old, new
+    return _resolved_paths(old, saved_base), _resolved_paths(new, Path(base_dir))
+
+
+def _resolved_paths(value: Any, base_dir: Path) -> Any:
+    """`value` (a config as plain data) with every path made absolute, relative ones read
+    against `base_dir`. A path is a string with a slash whose folder exists ({lang} stays in
+    the file name); hub ids (`org/name`), `bundled:` names and URLs stay as they are."""
+    if isinstance(value, dict):
+        return {k: _resolved_paths(v, base_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolved_paths(v, base_dir) for v in value]
+    if not isinstance(value, str) or "/" not in value or ":" in value:
+        return value
+    path = resolve_path(value, base_dir)  # an absolute path stays itself; links resolved below
+    return str(path.resolve()) if path.parent.is_dir() else value
 
 
 def iteration_dir(run_dir: Path, t: int) -> Path:
@@ -132,11 +158,7 @@ def check_saved_config(run_dir: Path, cfg: RunConfig, log: Callable[[str], None]
     old = _saved_config(saved, cfg, log)
     if old is None:
         return
-    new = cfg.model_dump(mode="json")
-    saved_base = config_dir(run_dir)
-    if saved_base is not None and base_dir is not None:
-        old, new = resolved_paths(old, saved_base), resolved_paths(new, Path(base_dir))
-    differ = diff_configs(old, new)
+    differ = diff_configs(*comparable_configs(old, run_dir, cfg.model_dump(mode="json"), base_dir))
     if differ:
         raise RunDirError(
             f"{run_dir} holds a run with a different config; keys that differ: {', '.join(differ)} "
