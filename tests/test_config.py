@@ -1,5 +1,7 @@
 """Config validation: every bad value is a one-line error naming the key."""
 
+import re
+
 import pytest
 
 from lidr.config import ConfigError, demo_config, diff_configs, load_config, parse_config
@@ -104,6 +106,39 @@ def test_load_config_errors_name_the_file(tmp_path):
     good.write_text("prompts:\n  - path: data/{lang}.jsonl\ntraining:\n  beta: 0.2\n", encoding="utf-8")
     c, base = load_config(good)
     assert c.training.beta == 0.2 and base == tmp_path.resolve()
+
+
+def test_set_overrides_change_the_named_settings_only(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("prompts:\n  - path: data/{lang}.jsonl\ntraining:\n  beta: 0.2\n"
+                    "evaluation:\n  tasks:\n    - {task: mgsm, data: [\"d/{lang}.jsonl\"], limit: 5}\n", encoding="utf-8")
+    base, _ = load_config(path)
+    c, _ = load_config(path, ["training.seed=43", "training.learning_rate=2e-4", "training.lora.enabled=true",
+                              "languages=[es, de]", "evaluation.tasks.0.limit=9", "pairs.gates.length_ratio=null"])
+    assert (c.training.seed, c.training.learning_rate, c.training.lora.enabled) == (43, 2e-4, True)
+    assert c.languages == ["es", "de"] and c.evaluation.tasks[0].limit == 9 and c.pairs.gates.length_ratio is None
+    changed = set(diff_configs(base.model_dump(mode="json"), c.model_dump(mode="json")))
+    assert changed == {"training.seed", "training.learning_rate", "training.lora.enabled", "languages",
+                       "evaluation.tasks", "pairs.gates.length_ratio"}
+    assert c.training.beta == 0.2  # the rest of a section is kept
+
+
+@pytest.mark.parametrize("item, words", [
+    ("training.seed", "expected KEY=VALUE"),
+    ("=3", "expected KEY=VALUE"),
+    ("training..seed=3", "expected KEY=VALUE"),
+    ("training.sead=3", "training.sead: unknown key"),
+    ("training.seed=[1", "not valid YAML"),
+    ("training.beta.x=1", "training.beta is a float, not a mapping"),
+    ("evaluation.tasks.3.limit=1", "evaluation.tasks is a list of 1; '3' is not an index"),
+    ("training.seed=many", "training.seed"),
+])
+def test_a_bad_set_names_what_is_wrong(tmp_path, item, words):
+    path = tmp_path / "c.yaml"
+    path.write_text("prompts:\n  - path: data/{lang}.jsonl\ntraining:\n  beta: 0.2\n"
+                    "evaluation:\n  tasks:\n    - {task: mgsm, data: [\"d/{lang}.jsonl\"]}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_config(path, [item])
 
 
 def test_demo_config_and_diff():

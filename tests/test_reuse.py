@@ -64,6 +64,37 @@ def test_an_ablation_copies_what_it_does_not_change(old_run, translating_model_d
     assert len(read_json(b / "reused.json")["copied"]) == 4
 
 
+def test_set_changes_settings_of_the_config_for_this_run_which_resumes_with_them(old_run, translating_model_dir):
+    """`--set KEY=VALUE` (the way to train one config with several seeds): the run uses and
+    saves the changed settings, copies what they do not change, resumes with the same --set,
+    and is refused without it, leaving what it wrote as it was."""
+    tmp, prompts = old_run
+    a, b = tmp / "a", tmp / "seed7"
+    args = ("run", str(tmp / "a.yaml"), "-o", str(b), "--reuse", str(a), "--set", "training.seed=7",
+            "--set", "training.learning_rate=3e-4", "--set", "iterations=1")
+    done = lidr(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = yaml.safe_load((b / "config.yaml").read_text())
+    assert (saved["training"]["seed"], saved["training"]["learning_rate"], saved["iterations"]) == (7, 3e-4, 1)
+    assert read_json(b / "reused.json")["copied"] == [
+        "M0 dev", "iteration 1 responses", "iteration 1 translations", "iteration 1 pairs"]
+    weights = "iter_1/model/model.safetensors"
+    trained = (b / weights).read_bytes()
+    assert trained != (a / weights).read_bytes() and not (b / "iter_2").exists()
+
+    again = lidr(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "training on" not in again.stderr and "reused from" not in again.stderr
+
+    plain = lidr("run", str(tmp / "a.yaml"), "-o", str(b))
+    assert plain.returncode != 0 and "different config" in plain.stderr
+    assert "training.learning_rate" in plain.stderr and "training.seed" in plain.stderr
+    assert (b / weights).read_bytes() == trained
+
+    bad = lidr("run", str(tmp / "a.yaml"), "-o", str(tmp / "bad"), "--set", "training.sead=7")
+    assert bad.returncode != 0 and "training.sead: unknown key" in bad.stderr and not (tmp / "bad").exists()
+
+
 def test_the_plan_stops_at_the_first_setting_that_changes_a_stage(old_run, translating_model_dir):
     tmp, prompts = old_run
     a = tmp / "a"

@@ -140,12 +140,15 @@ def run(
     reuse: Optional[Path] = typer.Option(None, "--reuse", help="copy the finished stages of this run directory "
                                          "whose settings (and those of every stage before) are the same; the "
                                          "first that differs runs (an ablation skips what it does not change)"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="change one setting of "
+                                             "the config, e.g. --set training.seed=43 (repeatable; the run "
+                                             "saves the changed config, so resume with the same --set)"),
 ) -> None:
     """Run the LIDR loop from a config; re-running with the same config and output resumes."""
     try:
         if limit is not None and limit < 1:  # checked here: typer's min= prints a usage box
             raise ConfigError(f"--limit must be at least 1 (got {limit})")
-        cfg, base_dir = load_config(config)
+        cfg, base_dir = load_config(config, set_)
         if limit is not None:
             cfg = parse_config({**cfg.model_dump(), "limit": limit}, str(config))
     except USER_ERRORS as err:

@@ -7,6 +7,7 @@ fall back to a default).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
@@ -707,8 +708,49 @@ def parse_config(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
         raise ConfigError(_format_error(err, source)) from None
 
 
-def load_config(path: str | Path) -> tuple[RunConfig, Path]:
-    """Read a YAML config; returns it with the directory that relative paths are resolved against."""
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` settings from the command line over a config's data (a copy; `data` is kept).
+
+    KEY is a dotted path (`training.seed`, `pairs.gates.agreement`, `evaluation.tasks.0.limit`:
+    a number indexes a list); VALUE is read as YAML (`43`, `true`, `null`, `[es, fr]`). A
+    missing mapping on the way is made, so `training.lora.enabled=true` works on a config
+    without `training:`; whether the key exists is then checked with the rest of the config.
+    """
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted KEY, e.g. training.seed=43")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[:depth]) or "the config"
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {item!r}: {where} is a list of {len(node)}; "
+                                      f"{part!r} is not an index in it")
+                part = int(part)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {where} is a {type(node).__name__}, not a mapping")
+            if last:
+                node[part] = value
+            else:
+                if isinstance(node, dict) and node.get(part) is None:
+                    node[part] = {}
+                node = node[part]  # a list item, or the mapping just made
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[RunConfig, Path]:
+    """Read a YAML config; returns it with the directory that relative paths are resolved against.
+
+    `overrides` are `--set KEY=VALUE` settings, applied before the config is checked.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -724,7 +766,8 @@ def load_config(path: str | Path) -> tuple[RunConfig, Path]:
         raise ConfigError(f"config {path} is not valid YAML{where}: {what}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of keys, got {type(data).__name__}")
-    return parse_config(data, str(path)), path.resolve().parent
+    source = str(path) + (f" with --set {' '.join(overrides)}" if overrides else "")
+    return parse_config(apply_overrides(data, overrides or []), source), path.resolve().parent
 
 
 def demo_config(limit: int | None = None, iterations: int = 2) -> RunConfig:

@@ -162,7 +162,7 @@ def check_saved_config(run_dir: Path, cfg: RunConfig, log: Callable[[str], None]
     if differ:
         raise RunDirError(
             f"{run_dir} holds a run with a different config; keys that differ: {', '.join(differ)} "
-            "(use another --output, or the same config to resume)"
+            "(use another --output, or the same config and --set to resume)"
         )
 
 
