@@ -1,7 +1,7 @@
 """The pairing rule of the method, on hand-made records."""
 
 from lidr.text.quality import is_translation_request
-from lidr.stages.pairs import build_pairs, translation_task_ids
+from lidr.stages.pairs import add_language_pairs, build_pairs, translation_task_ids
 
 
 def resp(pid, lang, text, prompt=None):
@@ -96,3 +96,20 @@ def test_english_pairs_are_capped_in_proportion_to_each_language():
     assert kept == xx and dropped == {"es": 3, "de": 2}
     # A language with no pairs of its own keeps no English pairs through it.
     assert cap_dominant_pairs(en, 5.0)[0] == []
+
+
+def test_language_pairs_set_the_translated_answer_over_the_english_one():
+    responses = [resp("1", "en", "Tom has 16 apples."), resp("1", "es", "El tíreo de Tom es 4."),
+                 resp("t", "en", "Je t'aime", prompt="Translate into French: I love you"), resp("t", "es", "Te quiero")]
+    translations = [tr("1", "en", "es", "Tom tiene 16 manzanas."), tr("1", "es", "en", "Tom's tireo is 4.")]
+    pairs, _ = build_pairs(responses, translations, "en", ["es"], {"t"}, translation_tasks="copy")
+    with_lang, added = add_language_pairs(pairs, "en")
+    assert added == {"es": 1}  # not for the English pair, nor for a translation request's copied answer
+    assert len(with_lang) == len(pairs) + 1
+    i = next(i for i, p in enumerate(with_lang) if p["rejected_source"] == "en response")
+    lang_pair, es_pair = with_lang[i], with_lang[i - 1]  # it follows its xx pair
+    assert lang_pair["language"] == "es" and lang_pair["prompt"] == es_pair["prompt"] == [
+        {"role": "user", "content": "es prompt 1"}]
+    assert lang_pair["chosen"] == es_pair["chosen"] == [{"role": "assistant", "content": "Tom tiene 16 manzanas."}]
+    assert lang_pair["rejected"] == [{"role": "assistant", "content": "Tom has 16 apples."}]
+    assert es_pair["rejected"][0]["content"] == "El tíreo de Tom es 4."  # the xx pair itself is unchanged

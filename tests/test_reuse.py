@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from helpers import write_config, write_prompt_set
-from lidr.store import read_json
+from lidr.store import read_json, read_records
 
 EVAL = {"tasks": [{"task": "mgsm", "label": "dev", "data": ["bundled:arith/dev/{lang}.jsonl"], "limit": 2,
                    "max_new_tokens": 8, "template": "{question}"}]}
@@ -208,3 +208,30 @@ def test_dominant_ratio_caps_english_pairs_in_a_real_run(old_run, translating_mo
     assert [p for p in after if p["via_language"] is None] == [p for p in before if p["via_language"] is None]
     stats = read_json(c / "iter_1" / "pairs" / "_done.json")["languages"]["en"]
     assert stats["gates"]["dominant_ratio"] == sum(p["via_language"] is not None for p in before) - sum(via.values())
+
+
+def test_language_pairs_reach_training_in_a_real_run(old_run, translating_model_dir):
+    """`pairs.language_pairs` (set from the command line): with the old run's responses and
+    translations, each xx pair is followed by one whose rejected side is the English answer
+    its chosen side translates, the summary counts them, and training takes them all."""
+    import pyarrow.parquet as pq
+
+    tmp, prompts = old_run
+    a, c = tmp / "a", tmp / "language_pairs"
+    done = lidr("run", str(tmp / "a.yaml"), "-o", str(c), "--reuse", str(a), "--set", "iterations=1",
+                "--set", "pairs.language_pairs=true")
+    assert done.returncode == 0, done.stderr[-3000:]
+    before = pq.read_table(a / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
+    after = pq.read_table(c / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
+    english = {(r["prompt_id"], r["language"]): r["response"] for r in read_records(a / "iter_1" / "responses")}
+    added = [p for p in after if p["rejected_source"] == "en response"]
+    own = [p for p in before if p["language"] != "en"]
+    assert len(own) > 0 and len(added) == len(own) and len(after) == len(before) + len(own)
+    for p in added:
+        assert p["rejected"][0]["content"] == english[(p["prompt_id"], "en")] != p["chosen"][0]["content"]
+        assert any(q["prompt"] == p["prompt"] and q["chosen"] == p["chosen"] and q["rejected_source"] == f"{p['language']} response"
+                   for q in own)
+    stats = read_json(c / "iter_1" / "pairs" / "_done.json")["languages"]
+    assert {lang: stats[lang].get("language_pairs", 0) for lang in ("es", "fr")} == {
+        lang: sum(p["language"] == lang for p in own) for lang in ("es", "fr")}
+    assert read_json(c / "iter_1" / "train" / "_done.json")["pairs"] == len(after)

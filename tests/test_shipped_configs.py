@@ -123,6 +123,7 @@ AUTO_TEST_VARIANTS = {
     "evidence_arith_auto_seed44": {"training.seed": 44},
     "evidence_arith_auto_no_dominant_pairs": {"pairs.dominant_pairs": False},
     "evidence_arith_auto_no_nll": {"training.alpha": 0.0},
+    "evidence_arith_auto_language_pairs": {"pairs.language_pairs": True},
     # LoRA comes with its own learning rate (adapters want about ten times full training's).
     "evidence_arith_auto_lora": {"training.lora.enabled": True, "training.learning_rate": 2e-4},
 }

@@ -288,6 +288,9 @@ class PairsConfig(_Section):
     # At most this many English pairs per kept pair of the language they came through, after
     # the gates (1.0: as many English pairs via es as es pairs); None keeps them all (the paper).
     dominant_ratio: float | None = Field(default=None, ge=0.0, le=1000.0)
+    # After the gates, a second pair for each kept xx pair: the same chosen answer (English in
+    # xx) over the English answer itself, so the language is the pair's only difference.
+    language_pairs: bool = False
     # Quality gates between translation and training (stages/gates.py).
     gates: GatesConfig = Field(default_factory=GatesConfig)
     # Prompts that are themselves translation requests: "copy" pairs the untranslated answers

@@ -265,6 +265,10 @@ class Pipeline:
             rows, capped = pairs.cap_dominant_pairs(rows, cfg.pairs.dominant_ratio)
             if capped:
                 gate_stats.setdefault(cfg.dominant_language, {})["dominant_ratio"] = sum(capped.values())
+        if cfg.pairs.language_pairs:
+            rows, added = pairs.add_language_pairs(rows, cfg.dominant_language)
+            for lang, n in added.items():
+                stats[lang]["language_pairs"] = n
         for lang, dropped in gate_stats.items():
             stats[lang]["gates"] = dropped
         self._count_kept(stats, rows, task_of)
@@ -367,7 +371,8 @@ def describe_plan(cfg: RunConfig, run_dir: Path, plans: list[IterationPlan]) -> 
         lines.append(f"iteration {p.t}: prompts {counts}{kinds}")
         lines.append(f"  1 generate   {n * (n_x + 1)} responses{each} -> {p.stage_dir('responses')}")
         lines.append(f"  2 translate  up to {2 * n * n_x} translations -> {p.stage_dir('translations')}")
-        lines.append(f"  3 pairs      up to {n * n_x * (2 if cfg.pairs.dominant_pairs else 1)} pairs -> "
+        per_xx = 1 + cfg.pairs.dominant_pairs + cfg.pairs.language_pairs  # pairs per prompt and xx
+        lines.append(f"  3 pairs      up to {n * n_x * per_xx} pairs -> "
                      f"{p.stage_dir('pairs')}")
         lines.append(f"  4 train      DPO+NLL beta={cfg.training.beta} alpha={cfg.training.alpha} "
                      f"lr={cfg.training.learning_rate} -> {p.model_dir}")

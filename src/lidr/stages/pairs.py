@@ -167,6 +167,30 @@ def build_pairs(
     return pairs, stats
 
 
+def add_language_pairs(pairs: list[dict[str, Any]], dominant: str) -> tuple[list[dict[str, Any]], Counter]:
+    """(pairs, added per language): for each kept pair of a non-dominant language whose chosen
+    side is a translation, one more pair on the same prompt with the same chosen side and, as
+    rejected, the English answer it was translated from (`pairs.language_pairs`).
+
+    The two sides say the same thing in two languages, so the pair's only signal is the
+    language: a question in xx is answered in xx, not in English. It is the preference the
+    method's pairs leave implicit and that drifts when they are learned (answers to French and
+    German questions turning English, docs/EVIDENCE.md). Each such pair follows its xx pair.
+    """
+    out: list[dict[str, Any]] = []
+    added: Counter = Counter()
+    for p in pairs:
+        out.append(p)
+        translated = p.get("chosen_origin") and p["chosen_source"] == f"{dominant}>{p['language']} translation"
+        if p["language"] == dominant or p.get("via_language") is not None or not translated:
+            continue
+        out.append({**p, "rejected": [{"role": "assistant", "content": p["chosen_origin"]}],
+                    "rejected_source": f"{dominant} response", "rejected_origin": None,
+                    "rejected_finish_reason": None})
+        added[p["language"]] += 1
+    return out, added
+
+
 def cap_dominant_pairs(pairs: list[dict[str, Any]], ratio: float) -> tuple[list[dict[str, Any]], Counter]:
     """(pairs, dropped per via language): at most `ratio` x (kept pairs of xx) English pairs
     that came through xx. English pairs whose prompt also kept its xx pair go first (the same
