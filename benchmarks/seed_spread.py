@@ -56,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         r = paired_bootstrap(before, after, n_boot=10000, seed=0)
         deltas.append(r["delta"])
         print(f"| {path} | {r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {p_text(r['p_value'])} |")
-    r = paired_bootstrap(before, mean, n_boot=10000, seed=0)
-    print(f"| average of the {len(each)} trainings | {r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] "
-          f"| {p_text(r['p_value'])} |")
-    if len(deltas) > 1:
+    if len(each) > 1:
+        r = paired_bootstrap(before, mean, n_boot=10000, seed=0)
+        print(f"| average of the {len(each)} trainings | {r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] "
+              f"| {p_text(r['p_value'])} |")
         print(f"\nspread over trainings: standard deviation {statistics.stdev(deltas):.3f}, "
               f"range {min(deltas):+.3f} to {max(deltas):+.3f}")
     return 0

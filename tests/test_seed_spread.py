@@ -52,3 +52,9 @@ def test_only_items_every_training_has_are_compared(tmp_path):
     b = result(tmp_path, "b", {"es": [1, 1]})  # evaluated on the first two items only
     out = run(base, a, b)
     assert "(n = 2 items)" in out and "+1.000" in out
+
+
+def test_one_training_has_no_average_row_nor_spread(tmp_path):
+    base = result(tmp_path, "m0", {"es": [0, 0, 0, 0]})
+    out = run(base, result(tmp_path, "a", {"es": [1, 0, 0, 0]}))
+    assert "+0.250" in out and "average" not in out and "spread" not in out
