@@ -235,3 +235,8 @@ def test_language_pairs_reach_training_in_a_real_run(old_run, translating_model_
     assert {lang: stats[lang].get("language_pairs", 0) for lang in ("es", "fr")} == {
         lang: sum(p["language"] == lang for p in own) for lang in ("es", "fr")}
     assert read_json(c / "iter_1" / "train" / "_done.json")["pairs"] == len(after)
+    report = lidr("report", str(c))
+    assert report.returncode == 0, report.stderr[-3000:]
+    table = (c / "report.md").read_text(encoding="utf-8").split("## Preference pairs")[1]
+    assert "of them language pairs" in table
+    assert f"| 1 | es | {stats['es']['kept']} | {stats['es']['language_pairs']} |" in table

@@ -277,6 +277,8 @@ def pairs_section(res: RunResults) -> list[str]:
     sampled = any("kept_sampled" in s for s in stats)
     # With a mix of prompt kinds (word problems and instructions): the kept pairs of each kind.
     mixed = any("kept_by_task" in s for s in stats)
+    # With `pairs.language_pairs`: how many of the kept pairs are the added language pairs.
+    language = any("language_pairs" in s for s in stats)
     rows = []
     for t, done in done_by_t.items():
         for lang, s in (done.get("languages") or {}).items():
@@ -284,11 +286,13 @@ def pairs_section(res: RunResults) -> list[str]:
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "-"
             extra = [str(s.get("kept_sampled", "-"))] if sampled else []
             by_task = ", ".join(f"{k} {v}" for k, v in (s.get("kept_by_task") or {}).items()) or "-"
-            rows.append([str(t), lang, str(s.get("kept", "-")), *extra, *([by_task] if mixed else []),
+            lp = [str(s.get("language_pairs", "-"))] if language else []
+            rows.append([str(t), lang, str(s.get("kept", "-")), *extra, *lp, *([by_task] if mixed else []),
                          str(sum(dropped.values())), reasons])
     if not rows:
         return []
     header = ["iteration", "language", "kept", *(["of them from sampled answers"] if sampled else []),
+              *(["of them language pairs"] if language else []),
               *(["kept by prompt kind"] if mixed else []), "dropped", "dropped by reason"]
     return ["## Preference pairs", "", *_table(header, rows), ""]
 
