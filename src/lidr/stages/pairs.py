@@ -181,8 +181,9 @@ def add_language_pairs(pairs: list[dict[str, Any]], dominant: str) -> tuple[list
     added: Counter = Counter()
     for p in pairs:
         out.append(p)
-        translated = p.get("chosen_origin") and p["chosen_source"] == f"{dominant}>{p['language']} translation"
-        if p["language"] == dominant or p.get("via_language") is not None or not translated:
+        # Only an xx pair's chosen side is named so (English pairs and copied answers of
+        # translation requests are not): it has the English answer it came from.
+        if p["chosen_source"] != f"{dominant}>{p['language']} translation":
             continue
         out.append({**p, "rejected": [{"role": "assistant", "content": p["chosen_origin"]}],
                     "rejected_source": f"{dominant} response", "rejected_origin": None,
