@@ -113,3 +113,20 @@ def test_language_pairs_set_the_translated_answer_over_the_english_one():
     assert lang_pair["chosen"] == es_pair["chosen"] == [{"role": "assistant", "content": "Tom tiene 16 manzanas."}]
     assert lang_pair["rejected"] == [{"role": "assistant", "content": "Tom has 16 apples."}]
     assert es_pair["rejected"][0]["content"] == "El tíreo de Tom es 4."  # the xx pair itself is unchanged
+
+
+def test_language_pairs_skip_translations_much_shorter_than_their_english_answer():
+    """`pairs.language_pairs_min_ratio`: a translation that kept only the answer line of a worked
+    English answer gets no language pair (its xx pair stays); a full translation gets one."""
+    worked = "Tom has 4 apples. He buys 12 more, so he has 4 + 12 = 16 apples.\n#### 16"
+    responses = [resp("1", "en", worked), resp("1", "es", "El tíreo de Tom es 4."),
+                 resp("2", "en", "Sam reads 3 pages."), resp("2", "es", "Sam lee.")]
+    translations = [tr("1", "en", "es", "El resultado es: 16"), tr("1", "es", "en", "Tom's tireo is 4."),
+                    tr("2", "en", "es", "Sam lee 3 páginas."), tr("2", "es", "en", "Sam reads.")]
+    pairs, _ = build_pairs(responses, translations, "en", ["es"], set())
+    kept, added = add_language_pairs(pairs, "en", min_ratio=0.5)
+    assert added == {"es": 1} and len(kept) == len(pairs) + 1
+    lang_pair = next(p for p in kept if p["rejected_source"] == "en response")
+    assert lang_pair["chosen"][0]["content"] == "Sam lee 3 páginas."
+    assert [p for p in kept if p["rejected_source"] != "en response"] == pairs  # xx pairs all stay
+    assert add_language_pairs(pairs, "en")[1] == {"es": 2}  # without the ratio, both

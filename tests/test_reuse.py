@@ -212,31 +212,38 @@ def test_dominant_ratio_caps_english_pairs_in_a_real_run(old_run, translating_mo
 
 def test_language_pairs_reach_training_in_a_real_run(old_run, translating_model_dir):
     """`pairs.language_pairs` (set from the command line): with the old run's responses and
-    translations, each xx pair is followed by one whose rejected side is the English answer
-    its chosen side translates, the summary counts them, and training takes them all."""
+    translations, each xx pair whose chosen side is not much shorter than its English answer
+    (`language_pairs_min_ratio`, set to split them) is followed by one whose rejected side is
+    that English answer, the summary counts them, and training takes them all."""
     import pyarrow.parquet as pq
 
     tmp, prompts = old_run
     a, c = tmp / "a", tmp / "language_pairs"
-    done = lidr("run", str(tmp / "a.yaml"), "-o", str(c), "--reuse", str(a), "--set", "iterations=1",
-                "--set", "pairs.language_pairs=true")
-    assert done.returncode == 0, done.stderr[-3000:]
     before = pq.read_table(a / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
-    after = pq.read_table(c / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
     english = {(r["prompt_id"], r["language"]): r["response"] for r in read_records(a / "iter_1" / "responses")}
-    added = [p for p in after if p["rejected_source"] == "en response"]
     own = [p for p in before if p["language"] != "en"]
-    assert len(own) > 0 and len(added) == len(own) and len(after) == len(before) + len(own)
+    ratios = sorted(len(p["chosen"][0]["content"]) / len(english[(p["prompt_id"], "en")]) for p in own)
+    cut = ratios[len(ratios) // 2]  # the median: some pairs below it, some at or above
+    long_enough = [p for p in own if len(p["chosen"][0]["content"]) >= cut * len(english[(p["prompt_id"], "en")])]
+    assert 0 < len(long_enough) < len(own), ratios
+    done = lidr("run", str(tmp / "a.yaml"), "-o", str(c), "--reuse", str(a), "--set", "iterations=1",
+                "--set", "pairs.language_pairs=true", "--set", f"pairs.language_pairs_min_ratio={cut!r}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = pq.read_table(c / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
+    added = [p for p in after if p["rejected_source"] == "en response"]
+    assert len(added) == len(long_enough) and len(after) == len(before) + len(long_enough)
+    assert {(p["prompt_id"], p["language"]) for p in added} == {(p["prompt_id"], p["language"]) for p in long_enough}
     for p in added:
         assert p["rejected"][0]["content"] == english[(p["prompt_id"], "en")] != p["chosen"][0]["content"]
         assert any(q["prompt"] == p["prompt"] and q["chosen"] == p["chosen"] and q["rejected_source"] == f"{p['language']} response"
                    for q in own)
     stats = read_json(c / "iter_1" / "pairs" / "_done.json")["languages"]
     assert {lang: stats[lang].get("language_pairs", 0) for lang in ("es", "fr")} == {
-        lang: sum(p["language"] == lang for p in own) for lang in ("es", "fr")}
+        lang: sum(p["language"] == lang for p in long_enough) for lang in ("es", "fr")}
     assert read_json(c / "iter_1" / "train" / "_done.json")["pairs"] == len(after)
     report = lidr("report", str(c))
     assert report.returncode == 0, report.stderr[-3000:]
     table = (c / "report.md").read_text(encoding="utf-8").split("## Preference pairs")[1]
     assert "of them language pairs" in table
-    assert f"| 1 | es | {stats['es']['kept']} | {stats['es']['language_pairs']} |" in table
+    for lang in ("es", "fr"):
+        assert f"| 1 | {lang} | {stats[lang]['kept']} | {stats[lang]['language_pairs']} |" in table

@@ -291,6 +291,11 @@ class PairsConfig(_Section):
     # After the gates, a second pair for each kept xx pair: the same chosen answer (English in
     # xx) over the English answer itself, so the language is the pair's only difference.
     language_pairs: bool = False
+    # A language pair only where its chosen side has at least this share of the English
+    # answer's characters: a one-line summary ("El resultado es: 6") of a worked English answer
+    # taught as the way to answer in xx opens the everyday answers too (docs/EVIDENCE.md).
+    # None: every kept xx pair gets one.
+    language_pairs_min_ratio: float | None = Field(default=None, gt=0.0, le=10.0)
     # Quality gates between translation and training (stages/gates.py).
     gates: GatesConfig = Field(default_factory=GatesConfig)
     # Prompts that are themselves translation requests: "copy" pairs the untranslated answers

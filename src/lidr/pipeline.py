@@ -266,9 +266,10 @@ class Pipeline:
             if capped:
                 gate_stats.setdefault(cfg.dominant_language, {})["dominant_ratio"] = sum(capped.values())
         if cfg.pairs.language_pairs:
-            rows, added = pairs.add_language_pairs(rows, cfg.dominant_language)
-            for lang, n in added.items():
-                stats[lang]["language_pairs"] = n
+            rows, added = pairs.add_language_pairs(rows, cfg.dominant_language,
+                                                   cfg.pairs.language_pairs_min_ratio)
+            for lang in cfg.languages:  # 0 too: the report tells "none added" from "option off"
+                stats[lang]["language_pairs"] = added[lang]
         for lang, dropped in gate_stats.items():
             stats[lang]["gates"] = dropped
         self._count_kept(stats, rows, task_of)

@@ -167,7 +167,8 @@ def build_pairs(
     return pairs, stats
 
 
-def add_language_pairs(pairs: list[dict[str, Any]], dominant: str) -> tuple[list[dict[str, Any]], Counter]:
+def add_language_pairs(pairs: list[dict[str, Any]], dominant: str,
+                       min_ratio: float | None = None) -> tuple[list[dict[str, Any]], Counter]:
     """(pairs, added per language): for each kept pair of a non-dominant language whose chosen
     side is a translation, one more pair on the same prompt with the same chosen side and, as
     rejected, the English answer it was translated from (`pairs.language_pairs`).
@@ -176,6 +177,9 @@ def add_language_pairs(pairs: list[dict[str, Any]], dominant: str) -> tuple[list
     language: a question in xx is answered in xx, not in English. It is the preference the
     method's pairs leave implicit and that drifts when they are learned (answers to French and
     German questions turning English, docs/EVIDENCE.md). Each such pair follows its xx pair.
+    With `min_ratio`, only where the chosen side has at least that share of the English
+    answer's characters: a translation that shrank a worked answer to its last line would
+    teach that line as the way to answer in xx.
     """
     out: list[dict[str, Any]] = []
     added: Counter = Counter()
@@ -185,7 +189,10 @@ def add_language_pairs(pairs: list[dict[str, Any]], dominant: str) -> tuple[list
         # translation requests are not): it has the English answer it came from.
         if p["chosen_source"] != f"{dominant}>{p['language']} translation":
             continue
-        out.append({**p, "rejected": [{"role": "assistant", "content": p["chosen_origin"]}],
+        english = p["chosen_origin"]
+        if min_ratio is not None and len(p["chosen"][-1]["content"]) < min_ratio * len(english):
+            continue
+        out.append({**p, "rejected": [{"role": "assistant", "content": english}],
                     "rejected_source": f"{dominant} response", "rejected_origin": None,
                     "rejected_finish_reason": None})
         added[p["language"]] += 1
