@@ -142,3 +142,16 @@ def test_a_variant_of_the_auto_test_run_makes_its_one_change(name):
     assert variant.max_iterations == 1 and variant.prompts_for(1) == base.prompts_for(1)
     assert [t.name for t in variant.evaluation.tasks] == ["dev", "chat_dev"]
     assert variant.evaluation.tasks == base.evaluation.tasks[:2]
+
+
+def test_the_language_pairs_run_is_the_auto_test_run_with_them_for_two_iterations():
+    """configs/evidence_arith_auto_language_pairs_ratio.yaml: the dev-chosen language pairs are
+    its only change to the auto test run; both blocks, read on dev and chat_dev (the test split
+    is read once afterwards, not by the run)."""
+    base = load_config(CONFIGS / "evidence_arith_auto_test.yaml")[0]
+    run = load_config(CONFIGS / "evidence_arith_auto_language_pairs_ratio.yaml")[0]
+    differ = diff_configs(base.model_dump(mode="json"), run.model_dump(mode="json"))
+    changes = {k: _get(run.model_dump(mode="json"), k) for k in differ if k not in ("name", "evaluation.tasks")}
+    assert changes == {"pairs.language_pairs": True, "pairs.language_pairs_min_ratio": 0.5}
+    assert run.max_iterations == 2 and run.prompts == base.prompts
+    assert run.evaluation.tasks == base.evaluation.tasks[:2]
