@@ -130,3 +130,17 @@ def test_language_pairs_skip_translations_much_shorter_than_their_english_answer
     assert lang_pair["chosen"][0]["content"] == "Sam lee 3 páginas."
     assert [p for p in kept if p["rejected_source"] != "en response"] == pairs  # xx pairs all stay
     assert add_language_pairs(pairs, "en")[1] == {"es": 2}  # without the ratio, both
+
+
+def test_language_pairs_measure_a_translation_in_its_own_language_characters():
+    """A full Chinese translation has about a third of its English source's characters: the
+    ratio is counted per language (`length_ratio`), so it keeps its language pair; a Spanish
+    answer line of the same raw share does not."""
+    english = "Sam reads 3 pages every day, so in 5 days he reads 15 pages."
+    responses = [resp("1", "en", english), resp("1", "zh", "萨姆读了。"), resp("1", "es", "Sam lee.")]
+    translations = [tr("1", "en", "zh", "萨姆每天读3页，所以5天读15页。"), tr("1", "zh", "en", "Sam read."),
+                    tr("1", "en", "es", "Son 15 páginas."), tr("1", "es", "en", "Sam reads.")]
+    pairs, _ = build_pairs(responses, translations, "en", ["zh", "es"], set())
+    raw = {p["language"]: len(p["chosen"][0]["content"]) / len(english) for p in pairs if p["language"] != "en"}
+    assert raw["zh"] < 0.5 and raw["es"] < 0.5, raw  # by raw characters both would be dropped
+    assert add_language_pairs(pairs, "en", min_ratio=0.5)[1] == {"zh": 1}

@@ -12,6 +12,7 @@ import yaml
 
 from helpers import write_config, write_prompt_set
 from lidr.store import read_json, read_records
+from lidr.text.quality import length_ratio
 
 EVAL = {"tasks": [{"task": "mgsm", "label": "dev", "data": ["bundled:arith/dev/{lang}.jsonl"], "limit": 2,
                    "max_new_tokens": 8, "template": "{question}"}]}
@@ -222,9 +223,13 @@ def test_language_pairs_reach_training_in_a_real_run(old_run, translating_model_
     before = pq.read_table(a / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
     english = {(r["prompt_id"], r["language"]): r["response"] for r in read_records(a / "iter_1" / "responses")}
     own = [p for p in before if p["language"] != "en"]
-    ratios = sorted(len(p["chosen"][0]["content"]) / len(english[(p["prompt_id"], "en")]) for p in own)
+
+    def ratio(p):  # the chosen side's length per its English answer's, per language (pairs.py)
+        return length_ratio(p["chosen"][0]["content"], english[(p["prompt_id"], "en")], p["language"], "en")
+
+    ratios = sorted(ratio(p) for p in own)
     cut = ratios[len(ratios) // 2]  # the median: some pairs below it, some at or above
-    long_enough = [p for p in own if len(p["chosen"][0]["content"]) >= cut * len(english[(p["prompt_id"], "en")])]
+    long_enough = [p for p in own if ratio(p) >= cut]
     assert 0 < len(long_enough) < len(own), ratios
     done = lidr("run", str(tmp / "a.yaml"), "-o", str(c), "--reuse", str(a), "--set", "iterations=1",
                 "--set", "pairs.language_pairs=true", "--set", f"pairs.language_pairs_min_ratio={cut!r}")
@@ -238,7 +243,7 @@ def test_language_pairs_reach_training_in_a_real_run(old_run, translating_model_
         assert any(q["prompt"] == p["prompt"] and q["chosen"] == p["chosen"] and q["rejected_source"] == f"{p['language']} response"
                    for q in own)
     stats = read_json(c / "iter_1" / "pairs" / "_done.json")["languages"]
-    assert {lang: stats[lang].get("language_pairs", 0) for lang in ("es", "fr")} == {
+    assert {lang: stats[lang]["language_pairs"] for lang in ("es", "fr")} == {
         lang: sum(p["language"] == lang for p in long_enough) for lang in ("es", "fr")}
     assert read_json(c / "iter_1" / "train" / "_done.json")["pairs"] == len(after)
     report = lidr("report", str(c))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from lidr.stages.generate import sample_of
-from lidr.text.quality import is_translation_request
+from lidr.text.quality import is_translation_request, length_ratio
 
 
 def translation_task_ids(responses: list[dict[str, Any]], listed: set[str], detect: bool) -> set[str]:
@@ -178,8 +178,9 @@ def add_language_pairs(pairs: list[dict[str, Any]], dominant: str,
     method's pairs leave implicit and that drifts when they are learned (answers to French and
     German questions turning English, docs/EVIDENCE.md). Each such pair follows its xx pair.
     With `min_ratio`, only where the chosen side has at least that share of the English
-    answer's characters: a translation that shrank a worked answer to its last line would
-    teach that line as the way to answer in xx.
+    answer's length (characters counted per language, `length_ratio`: a Chinese translation
+    has about a third of its English source's characters): a translation that shrank a worked
+    answer to its last line would teach that line as the way to answer in xx.
     """
     out: list[dict[str, Any]] = []
     added: Counter = Counter()
@@ -190,7 +191,8 @@ def add_language_pairs(pairs: list[dict[str, Any]], dominant: str,
         if p["chosen_source"] != f"{dominant}>{p['language']} translation":
             continue
         english = p["chosen_origin"]
-        if min_ratio is not None and len(p["chosen"][-1]["content"]) < min_ratio * len(english):
+        if min_ratio is not None and \
+                length_ratio(p["chosen"][-1]["content"], english, p["language"], dominant) < min_ratio:
             continue
         out.append({**p, "rejected": [{"role": "assistant", "content": english}],
                     "rejected_source": f"{dominant} response", "rejected_origin": None,
