@@ -62,12 +62,13 @@ def write_config(path: Path, model: str | Path, prompts: Path, **over) -> Path:
 TRANSLATIONS = {"en": "hello friend", "es": "hola amigo", "fr": "bonjour ami", "de": "hallo freund"}
 
 
-def train_translating_model(out: Path, tokenizer_dir: Path, steps: int = 100, seed: int = 0) -> Path:
+def train_translating_model(out: Path, tokenizer_dir: Path, steps: int = 100, seed: int = 0,
+                            phrases: dict[str, str] = TRANSLATIONS) -> Path:
     """A tiny random Llama taught, in ~100 small steps, to answer the paper's translation
-    prompt (after the `<translated>` primer) with a fixed phrase of the target language and
-    to close the tag, so that a run on it pairs real self-translations. Its answers to
-    other prompts stay random text. The loss is taken on the completion tokens only, which
-    keeps the vocabulary projection (most of the cost) small."""
+    prompt (after the `<translated>` primer) with a fixed phrase of the target language
+    (`phrases`) and to close the tag, so that a run on it pairs real self-translations. Its
+    answers to other prompts stay random text. The loss is taken on the completion tokens
+    only, which keeps the vocabulary projection (most of the cost) small."""
     import random
 
     from transformers import AutoTokenizer
@@ -80,11 +81,11 @@ def train_translating_model(out: Path, tokenizer_dir: Path, steps: int = 100, se
 
     def example() -> tuple[list[int], int]:
         source = tok.decode([rng.randrange(200, 20000) for _ in range(rng.randint(3, 30))])
-        target = rng.choice(sorted(TRANSLATIONS))
+        target = rng.choice(sorted(phrases))
         head = tok.apply_chat_template(translation_message(source, target), add_generation_prompt=True,
                                        tokenize=False) + PREFILL
         head_ids = tok(head, add_special_tokens=False).input_ids
-        return head_ids + tok(f"{TRANSLATIONS[target]}\n{CLOSE}", add_special_tokens=False).input_ids, len(head_ids)
+        return head_ids + tok(f"{phrases[target]}\n{CLOSE}", add_special_tokens=False).input_ids, len(head_ids)
 
     _fit(model, tok, lambda: [example() for _ in range(8)], steps)
     model.save_pretrained(out)

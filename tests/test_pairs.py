@@ -1,7 +1,8 @@
 """The pairing rule of the method, on hand-made records."""
 
 from lidr.text.quality import is_translation_request
-from lidr.stages.pairs import add_language_pairs, build_pairs, translation_task_ids
+from lidr.stages.pairs import (add_language_pairs, build_pairs, cap_shared_openings, opening_limit,
+                               translation_task_ids)
 
 
 def resp(pid, lang, text, prompt=None):
@@ -144,3 +145,43 @@ def test_language_pairs_measure_a_translation_in_its_own_language_characters():
     raw = {p["language"]: len(p["chosen"][0]["content"]) / len(english) for p in pairs if p["language"] != "en"}
     assert raw["zh"] < 0.5 and raw["es"] < 0.5, raw  # by raw characters both would be dropped
     assert add_language_pairs(pairs, "en", min_ratio=0.5)[1] == {"zh": 1}
+
+
+def _frame_pairs(n_frame, varied, lang="es"):
+    """Pairs of `lang` whose chosen sides are n_frame answer lines and the given varied answers,
+    each with its English pair."""
+    chosen = [f"El resultado es: {i}" for i in range(n_frame)] + varied
+    responses, translations = [], []
+    for i, text in enumerate(chosen):
+        pid = str(i)
+        responses += [resp(pid, "en", f"Tom has {i} apples. He buys 2 more, so he has {i + 2}."),
+                      resp(pid, lang, f"Tom tiene manzanas {i}.")]
+        translations += [tr(pid, "en", lang, text), tr(pid, lang, "en", f"Tom has apples {i}.")]
+    return build_pairs(responses, translations, "en", [lang], set())[0]
+
+
+def test_opening_limit_keeps_every_opening_under_the_share_of_what_is_kept():
+    assert opening_limit([10, 1, 1], others=2, share=0.5) == 4  # 4 of 8: the largest that fits
+    assert opening_limit([3, 3, 3], others=0, share=0.5) is None  # a third each: no cap
+    assert opening_limit([5], others=0, share=0.5) == 1  # one form only: one of it stays
+    assert opening_limit([1, 1], others=0, share=0.1) is None  # nothing shared
+    for counts, others, share in [([20, 6, 2, 1], 3, 0.25), ([9, 9, 1], 0, 0.4), ([50, 2], 10, 0.3)]:
+        k = opening_limit(counts, others, share)
+        kept = others + sum(min(c, k) for c in counts)
+        assert k <= share * kept < k + 1 + share * len(counts), (counts, k)  # fits, and k + 1 would not
+        assert k + 1 > share * (others + sum(min(c, k + 1) for c in counts))
+
+
+def test_shared_openings_are_capped_per_language_and_english_pairs_stay():
+    """`pairs.max_opening_share`: the Spanish answer line makes up 8 of 12 chosen sides; with a
+    cap of 0.5 four of them stay (4 of 8 kept), the varied answers and every English pair stay."""
+    varied = ["Tom tiene 16 manzanas.", "Sam lee 3 páginas.", "Ana come 2 caramelos.", "Hay 5 gatos."]
+    pairs = _frame_pairs(8, varied)
+    kept, dropped = cap_shared_openings(pairs, "en", 0.5)
+    assert dropped == {"es": 4}
+    es = [p["chosen"][0]["content"] for p in kept if p["language"] == "es"]
+    assert set(varied) <= set(es) and sum(t.startswith("El resultado") for t in es) == 4
+    assert [p for p in kept if p["language"] == "en"] == [p for p in pairs if p["language"] == "en"]
+    again, _ = cap_shared_openings(list(reversed(pairs)), "en", 0.5)  # the same pairs whatever the order
+    assert {p["prompt_id"] for p in again} == {p["prompt_id"] for p in kept}
+    assert cap_shared_openings(_frame_pairs(2, varied), "en", 0.5)[1] == {}  # 2 of 6: under the share

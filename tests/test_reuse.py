@@ -252,3 +252,42 @@ def test_language_pairs_reach_training_in_a_real_run(old_run, translating_model_
     assert "of them language pairs" in table
     for lang in ("es", "fr"):
         assert f"| 1 | {lang} | {stats[lang]['kept']} | {stats[lang]['language_pairs']} |" in table
+
+
+
+# Every translation of this model is one frame of three words: the answer line of docs/EVIDENCE.md.
+FRAMES = {"en": "the result is", "es": "el resultado es", "fr": "le résultat est", "de": "das ergebnis ist"}
+
+
+def test_opening_share_caps_the_chosen_sides_forms_in_a_real_run(tmp_path, smollm2_dir):
+    """`pairs.max_opening_share` (set from the command line) reaches the pairs stage: on a run
+    whose self-translations are all one frame, the capped run keeps the old pairs with the cap
+    applied (one frame pair per language), the summary counts what it dropped, English pairs
+    stay, and training takes what is left."""
+    import pyarrow.parquet as pq
+    from collections import Counter
+    from helpers import train_translating_model
+    from lidr.stages.pairs import cap_shared_openings
+    from lidr.text.quality import opening
+
+    model = train_translating_model(tmp_path / "frame-llama", smollm2_dir, phrases=FRAMES)
+    cfg = write_config(tmp_path / "f.yaml", model, write_prompt_set(tmp_path / "prompts", 4), iterations=1)
+    a, c = tmp_path / "a", tmp_path / "capped"
+    done = lidr("run", str(cfg), "-o", str(a))
+    assert done.returncode == 0, done.stderr[-3000:]
+    before = pq.read_table(a / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
+    forms = Counter((p["language"], opening(p["chosen"][0]["content"])) for p in before if p["language"] != "en")
+    assert forms[("es", "el resultado es")] >= 2 and forms[("fr", "le résultat est")] >= 2, forms
+    done = lidr("run", str(cfg), "-o", str(c), "--reuse", str(a), "--set", "pairs.max_opening_share=0.5")
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = pq.read_table(c / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
+    expected, dropped = cap_shared_openings(before, "en", 0.5)
+    assert after == expected and dropped["es"] > 0 and dropped["fr"] > 0
+    for xx in ("es", "fr"):
+        mine = Counter(opening(p["chosen"][0]["content"]) for p in after if p["language"] == xx)
+        frame = mine[FRAMES[xx]]
+        assert frame == 1 or frame <= 0.5 * sum(mine.values()), (xx, mine)
+    assert [p for p in after if p["language"] == "en"] == [p for p in before if p["language"] == "en"]
+    stats = read_json(c / "iter_1" / "pairs" / "_done.json")["languages"]
+    assert {xx: stats[xx]["gates"]["opening_share"] for xx in ("es", "fr")} == {xx: dropped[xx] for xx in ("es", "fr")}
+    assert read_json(c / "iter_1" / "train" / "_done.json")["pairs"] == len(after)

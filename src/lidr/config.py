@@ -296,6 +296,11 @@ class PairsConfig(_Section):
     # taught as the way to answer in xx opens the everyday answers too (docs/EVIDENCE.md).
     # None: every kept xx pair gets one.
     language_pairs_min_ratio: float | None = Field(default=None, gt=0.0, le=10.0)
+    # After the gates, no one opening (an answer's first three words) makes up more than this share
+    # of a non-dominant language's chosen sides; pairs over it are dropped (counted under the
+    # gate `opening_share`). Self-translations shrink worked answers to one frame ("El resultado
+    # es: N"), which training spreads to every answer. None: no cap (the paper).
+    max_opening_share: float | None = Field(default=None, gt=0.0, lt=1.0)
     # Quality gates between translation and training (stages/gates.py).
     gates: GatesConfig = Field(default_factory=GatesConfig)
     # Prompts that are themselves translation requests: "copy" pairs the untranslated answers

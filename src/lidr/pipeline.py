@@ -261,6 +261,10 @@ class Pipeline:
             if n := s["dropped"].pop("agreement", 0):
                 counts = gate_stats.setdefault(lang, {})
                 counts["agreement"] = counts.get("agreement", 0) + n
+        if cfg.pairs.max_opening_share is not None:  # before the English cap, which counts xx pairs
+            rows, capped = pairs.cap_shared_openings(rows, cfg.dominant_language, cfg.pairs.max_opening_share)
+            for lang, n in capped.items():
+                gate_stats.setdefault(lang, {})["opening_share"] = n
         if cfg.pairs.dominant_ratio is not None:
             rows, capped = pairs.cap_dominant_pairs(rows, cfg.pairs.dominant_ratio)
             if capped:

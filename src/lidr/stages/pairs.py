@@ -22,16 +22,22 @@ pairs of the language they came through (`pairs.dominant_ratio`), so that a lang
 pairs of its own is not trained mostly through English. Measured on the arithmetic family
 (docs/EVIDENCE.md, ablations), the cap did not keep French and German answers in their
 language: the short chosen answers did the harm (`gates.unidentified`).
+
+`cap_shared_openings` (`pairs.max_opening_share`) keeps any one opening (an answer's first three
+words) from making up more than a share of a language's chosen sides: the model's self-translations
+of worked answers shrink to one frame ("El resultado es: N"), and trained on, the frame grows with
+each iteration and reaches the everyday answers (docs/EVIDENCE.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from lidr.stages.generate import sample_of
-from lidr.text.quality import is_translation_request, length_ratio
+from lidr.text.quality import is_translation_request, length_ratio, opening
 
 
 def translation_task_ids(responses: list[dict[str, Any]], listed: set[str], detect: bool) -> set[str]:
@@ -220,3 +226,48 @@ def cap_dominant_pairs(pairs: list[dict[str, Any]], ratio: float) -> tuple[list[
             dropped[xx] += 1
     return [p for p in pairs if p.get("via_language") is None or id(p) in keep], dropped
 
+
+
+def opening_limit(counts: list[int], others: int, share: float) -> int | None:
+    """The most sides any one opening may keep so that none makes up more than `share` of what is
+    kept: the largest K >= 1 with K <= share x (others + sum(min(c, K))). `counts`: sides per
+    opening; `others`: sides with no opening (under three words), each a form of its own.
+    None when no opening needs a cap. The share of the most common opening only grows with K,
+    so the first K from the top that fits is the largest."""
+    if max(counts, default=0) < 2:  # an opening of one side is shared with nothing
+        return None
+    for k in range(max(counts), 0, -1):
+        if k <= share * (others + sum(min(c, k) for c in counts)):
+            return None if k == max(counts) else k
+    return 1
+
+
+def _keep_order(p: dict[str, Any]) -> str:
+    # Which pairs of a capped opening stay: spread over prompts by a hash, the same in every
+    # run (pairs come ordered by prompt, and prompt ids by template).
+    return hashlib.sha1(f"{p['prompt_id']}/{p.get('sample', 0)}".encode()).hexdigest()
+
+
+def cap_shared_openings(pairs: list[dict[str, Any]], dominant: str,
+                        share: float) -> tuple[list[dict[str, Any]], Counter]:
+    """(pairs, dropped per language): for each non-dominant language, at most `share` of its pairs'
+    chosen sides open with one opening (`opening`: first three words, numbers as '#'); pairs over
+    the cap are dropped, the same ones in every run. English pairs are not capped: their chosen
+    side is the model's own English answer, not a self-translation."""
+    drop: set[int] = set()
+    for lang in sorted({p["language"] for p in pairs} - {dominant}):
+        by_opening: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        others = 0
+        for p in pairs:
+            if p["language"] == lang:
+                if (o := opening(p["chosen"][-1]["content"])) is None:
+                    others += 1
+                else:
+                    by_opening[o].append(p)
+        limit = opening_limit([len(g) for g in by_opening.values()], others, share)
+        if limit is None:
+            continue
+        for group in by_opening.values():
+            drop.update(id(p) for p in sorted(group, key=_keep_order)[limit:])
+    dropped = Counter(p["language"] for p in pairs if id(p) in drop)
+    return [p for p in pairs if id(p) not in drop], dropped

@@ -163,5 +163,15 @@ def length_ratio(translation: str, origin: str, target: str | None, source: str 
 LOOP_STOP_SHARE = 0.6
 
 
+OPENING_WORDS = 3  # "El resultado es", "Here are some": enough to name a form, few enough to repeat
+_WORD_RE = re.compile(r"[^\W\d_]+|\d+")
+
+
+def opening(text: str) -> str | None:
+    """An answer's first words, lower-cased, numbers as '#' (None for fewer than OPENING_WORDS)."""
+    words = [w if not w.isdigit() else "#" for w in _WORD_RE.findall(text.lower())[:OPENING_WORDS]]
+    return " ".join(words) if len(words) == OPENING_WORDS else None
+
+
 def is_looping(text: str) -> bool:
     return looped_share(text) > LOOP_STOP_SHARE

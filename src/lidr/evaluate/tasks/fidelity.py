@@ -19,7 +19,6 @@ label-free, so a stopping guard can watch it).
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from collections import Counter
 from contextlib import closing
@@ -35,12 +34,11 @@ from lidr.evaluate.stats import wilson_interval
 from lidr.stages.gates import is_degenerate
 from lidr.store import write_text_atomic
 from lidr.text.langid import detect_language
+from lidr.text.quality import opening
 
 TOP_DETECTED = 5  # languages kept in each histogram; the long tail is noise from short texts
 NO_LANGUAGE = "none"  # histogram key for texts with no letters (detect_language gives None)
 ITEMS_FILE = "fidelity_generations.jsonl"
-OPENING_WORDS = 3  # "El resultado es", "Here are some": enough to name a form, few enough to repeat
-_WORD = re.compile(r"[^\W\d_]+|\d+")
 
 
 def summarize_detections(pairs: list[tuple[str, str | None]]) -> dict[str, dict[str, Any]]:
@@ -66,12 +64,6 @@ def fidelity_of_records(
 ) -> dict[str, dict[str, Any]]:
     """Fidelity per language of already generated texts (e.g. a responses stage's rows)."""
     return summarize_detections([(r[language_key], detect_language(r[text_key])[0]) for r in records])
-
-
-def opening(text: str) -> str | None:
-    """An answer's first words, lower-cased, numbers as '#' (None for fewer than OPENING_WORDS)."""
-    words = [w if not w.isdigit() else "#" for w in _WORD.findall(text.lower())[:OPENING_WORDS]]
-    return " ".join(words) if len(words) == OPENING_WORDS else None
 
 
 def mark_same_opening(rows: list[dict[str, Any]]) -> str | None:
