@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from lidr.config import ConfigError
+from lidr.config import ConfigError, GatesConfig
 from lidr.data.prompts import DataError, resolve_path
-from lidr.evaluate.tasks.mgsm import evaluate_mgsm, load_math_items
+from lidr.evaluate.tasks.mgsm import _score, evaluate_mgsm, load_math_items, write_outputs
+from lidr.report_stats import load_items
+from lidr.stages.gates import is_degenerate
 from lidr.store import read_json
 from lidr.text.templates import TEMPLATE_PRESETS as MATH_TEMPLATES
 from lidr.text.templates import render, resolve_template
@@ -105,8 +107,10 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
     assert len(rows) == 9
     for row in rows:
         assert set(row) == {"id", "language", "question", "gold", "response", "extracted", "correct",
-                            "detected_language", "off_target", "correct_in_language", "finish_reason"}
+                            "detected_language", "off_target", "correct_in_language", "finish_reason",
+                            "degenerate"}
         assert row["off_target"] == (row["detected_language"] != row["language"])
+        assert row["degenerate"] == is_degenerate(row["response"], GatesConfig())
         assert row["correct_in_language"] == (row["correct"] and not row["off_target"])
         assert row["finish_reason"] in ("stop", "length")
     # The gold answers of MGSM's first three problems, read off the data set by hand.
@@ -123,6 +127,8 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
         assert stats["off_target"] == pytest.approx(sum(r["detected_language"] != lang for r in mine) / 3)
         assert stats["accuracy_in_language"] == pytest.approx(sum(r["correct_in_language"] for r in mine) / 3)
         assert stats["median_answer_chars"] == sorted(len(r["response"]) for r in mine)[1]
+        assert stats["degenerate"] == pytest.approx(sum(r["degenerate"] for r in mine) / 3)
+        assert stats["off_target_degenerate"] == sum(r["off_target"] and r["degenerate"] for r in mine)
 
 
 def test_mgsm_scores_known_outcomes(engine, tmp_path):
@@ -138,3 +144,26 @@ def test_mgsm_scores_known_outcomes(engine, tmp_path):
     stats = result["languages"]["en"]
     assert (stats["n"], stats["correct"], stats["accuracy"], stats["off_target"]) == (2, 1, 0.5, 0.0)
     assert stats["accuracy_in_language"] == 0.5 and rows["right"]["correct_in_language"] is True
+
+
+def test_loops_are_counted_apart_from_off_target(tmp_path):
+    """A loop of one French line is read as Portuguese by the language identifier (an M2 of the
+    evidence runs did this on 52 of its 57 off-target French answers): the loop is marked, so
+    off-target answers that are loops can be told from answers in another language."""
+    item = {"id": "1", "question": "Marie a 1 pomme et en achète 1. Combien en a-t-elle ?", "gold": "2"}
+    loop = _score(item, "fr", "La foi est 2.\n\n" * 20, "length")
+    french = _score({**item, "id": "2"}, "fr", "Marie a 1 pomme. Elle en achète 1 de plus, donc elle a 1 + 1 = 2 "
+                    "pommes maintenant.", "stop")
+    english = _score({**item, "id": "3"}, "fr", "Marie has 1 apple and buys 1 more, so she has 2 apples now.", "stop")
+    assert (loop["degenerate"], french["degenerate"], english["degenerate"]) == (True, False, False)
+    assert loop["off_target"] and english["off_target"] and not french["off_target"]
+
+    stats = write_outputs(tmp_path, {"fr": [loop, french, english]}, "m")["languages"]["fr"]
+    assert stats["degenerate"] == pytest.approx(1 / 3) and stats["off_target_degenerate"] == 1
+    assert stats["degenerate_ci"][0] < 1 / 3 < stats["degenerate_ci"][1]
+
+    # A file saved before loops were marked: the report derives them from the responses.
+    rows = [json.loads(line) for line in (tmp_path / "mgsm_generations.jsonl").read_text().splitlines()]
+    old = _write_jsonl(tmp_path / "old.jsonl", [{k: v for k, v in r.items() if k != "degenerate"} for r in rows])
+    outcomes, problems = load_items(old)
+    assert not problems and outcomes["fr"]["degenerate"] == {"1": 1, "2": 0, "3": 0}

@@ -180,7 +180,8 @@ def _rows(lang: str, correct: list[int], off: list[int] | None = None) -> list[d
     off = off or [0] * len(correct)
     return [{"id": f"q{i}", "language": lang, "question": "?", "gold": "1", "response": "",
              "extracted": 1 if c else None, "correct": bool(c), "detected_language": "en" if o else lang,
-             "off_target": bool(o), "correct_in_language": bool(c and not o), "finish_reason": "stop"}
+             "off_target": bool(o), "correct_in_language": bool(c and not o), "finish_reason": "stop",
+             "degenerate": False}
             for i, (c, o) in enumerate(zip(correct, off))]
 
 

@@ -251,6 +251,31 @@ def test_guard_config_errors(tmp_path, guard, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_loop_guard_on_the_math_dev_set(tmp_path):
+    """The mgsm task's loop rate can guard a run: a model whose word-problem answers loop more
+    than M0's by over max_loss in a language is not kept, however its accuracy rose."""
+    from lidr import stopping
+
+    dev = {"task": "mgsm", "label": "dev", "data": [DEV]}
+    fields = {"model": "model", "prompts": [{"path": "p/{lang}.jsonl"}], "iterations": "auto",
+              "languages": ["es", "fr"], "evaluation": {"tasks": [dev]},
+              "stopping": {"task": "dev", "metric": "accuracy",
+                           "guards": [{"task": "dev", "metric": "degenerate", "max_loss": 0.1}]}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(fields), encoding="utf-8")
+    cfg, _ = load_config(path)
+    from lidr.evaluate.base import write_result
+
+    # Accuracy rises at M1; French loops 0.10 -> 0.40 (worse by 0.3 > 0.1).
+    for t, (acc, fr_loops) in enumerate([(0.10, 0.10), (0.20, 0.40)]):
+        langs = {lang: {"n": 100, "accuracy": acc, "degenerate": loops}
+                 for lang, loops in (("en", 0.1), ("es", 0.1), ("fr", fr_loops))}
+        write_result(tmp_path / f"iter_{t}" / "eval", "dev", f"M{t}", langs)
+    record = stopping.decide(tmp_path, cfg, 1)
+    assert record["stopped_after"] == 1 and record["final"]["iteration"] == 0
+    assert record["reason"].startswith("guard dev degenerate (fr): M0 0.100 -> M1 0.400")
+
+
 def test_a_real_run_records_its_guard(tmp_path, tiny_model_dir):
     # A chat dev set of the demo's everyday prompts, scored by the fidelity task, watched by a guard
     # that always holds (max_loss 1): both iterations run, and each model's guard row is M0's and

@@ -404,7 +404,7 @@ class MgsmTask(EvalTask):
     template: str = Field(default="mgsm", description=(
         "mgsm: a preset (mgsm, paper_math) or a template with {prompt} (or {question}) and optionally {language}"))
 
-    metrics: ClassVar[tuple[str, ...] | None] = ("accuracy", "accuracy_in_language", "off_target")
+    metrics: ClassVar[tuple[str, ...] | None] = ("accuracy", "accuracy_in_language", "off_target", "degenerate")
 
     @field_validator("template")
     @classmethod

@@ -12,10 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lidr.config import GatesConfig
 from lidr.evaluate.stats import (
     difference_interval, discordant, mcnemar_exact, mean_rate_interval, paired_bootstrap, paired_group_randomization,
     wilson_interval,
 )
+from lidr.stages.gates import is_degenerate
 
 # Metrics that are k/n rates: their cells carry a 95 % interval.
 PROPORTIONS = ("accuracy", "accuracy_in_language", "off_target", "fidelity", "degenerate", "same_opening")
@@ -118,6 +120,8 @@ def _outcome(row: dict[str, Any], metric: str) -> int | None:
     # Files saved before a key existed: derived from the keys they have.
     if v is None and metric == "off_target" and "detected_language" in row:
         v = row["detected_language"] != row.get("language")
+    if v is None and metric == "degenerate" and "response" in row and "correct" in row:
+        v = is_degenerate(row["response"], GatesConfig())  # an mgsm file saved before loops were marked
     if v is None and metric == "accuracy_in_language" and "correct" in row:
         off = _outcome(row, "off_target")
         v = None if off is None else row["correct"] and not off

@@ -53,8 +53,10 @@ def _eval_table(result: dict[str, Any]) -> Table:
     metrics = [k for k in next(iter(langs.values()), {}) if isinstance(next(iter(langs.values()))[k], (int, float))]
     table = Table(title=f"{result['task']} ({result.get('model', '')})", show_header=True, header_style="bold")
     table.add_column("lang")
+    first = next(iter(langs.values()), {})
     for m in metrics:
-        table.add_column(m)
+        # A rate and its interval stay on one line; the count columns give up width first.
+        table.add_column(m, no_wrap=interval(first, m) is not None)
     for lang, vals in langs.items():
         table.add_row(lang, *[_metric_cell(vals, m) for m in metrics])
     return table

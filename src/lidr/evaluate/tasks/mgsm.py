@@ -10,8 +10,9 @@ Outputs, in `out_dir`: `mgsm.json` (see `evaluate.base`; per language the counts
 rates and their 95 % Wilson intervals `accuracy_ci` / `off_target_ci`) and
 `mgsm_generations.jsonl`, one row per question with its item id (and template, when the data
 names one) and 0/1 outcomes
-(`correct`, `off_target`, and `correct_in_language`: right and not off-target), so a score can be checked, and two models compared item by
-item (`lidr.evaluate.stats.mcnemar_exact`), without rerunning the model. The result's
+(`correct`, `off_target`, `correct_in_language`: right and not off-target, and `degenerate`: a
+repetition loop by the degenerate gate's measures), so a score can be checked, and two models
+compared item by item (`lidr.evaluate.stats.mcnemar_exact`), without rerunning the model. The result's
 `items` key names that file.
 """
 
@@ -23,18 +24,20 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from lidr.config import ConfigError, GenerationConfig, MgsmTask
+from lidr.config import ConfigError, GatesConfig, GenerationConfig, MgsmTask
 from lidr.data.prompts import DataError, read_records
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
 from lidr.engines import engine_from_config
 from lidr.evaluate.base import check_data, data_files, text_of, write_result
 from lidr.evaluate.stats import wilson_interval
+from lidr.stages.gates import is_degenerate
 from lidr.store import write_text_atomic
 from lidr.text.answers import answers_match, extract_answer
 from lidr.text.langid import detect_language
 from lidr.text.templates import render, resolve_template
 
 ITEMS_FILE = "mgsm_generations.jsonl"
+_LOOP_THRESHOLDS = GatesConfig()  # the degenerate gate's defaults, as the fidelity task uses
 
 
 def _gold_of(rec: dict[str, Any], where: str) -> str:
@@ -89,6 +92,9 @@ def _score(item: dict[str, str], lang: str, text: str, finish_reason: str) -> di
         # Right and in the question's language: an English answer to a French question is
         # right on `correct`, but answering in French is what the method is for.
         "correct_in_language": correct and not off_target, "finish_reason": finish_reason,
+        # A loop of one line can be read as another language ("La foi est 2." repeated is
+        # identified as Portuguese): off-target answers that loop are counted apart.
+        "degenerate": is_degenerate(text, _LOOP_THRESHOLDS),
     }
 
 
@@ -97,12 +103,15 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     correct = sum(r["correct"] for r in rows)
     in_language = sum(bool(r["correct"] and not r["off_target"]) for r in rows)
     off = sum(r["off_target"] for r in rows)
+    loops = sum(r["degenerate"] for r in rows)
     return {
         "n": n, "correct": correct, "accuracy": correct / n, "accuracy_in_language": in_language / n,
         "off_target": off / n, "accuracy_ci": list(wilson_interval(correct, n)),
         "accuracy_in_language_ci": list(wilson_interval(in_language, n)), "off_target_ci": list(wilson_interval(off, n)),
         "no_answer": sum(r["extracted"] is None for r in rows),
         "truncated": sum(r["finish_reason"] == "length" for r in rows),
+        "degenerate": loops / n, "degenerate_ci": list(wilson_interval(loops, n)),
+        "off_target_degenerate": sum(bool(r["off_target"] and r["degenerate"]) for r in rows),
         # How long the answers are: a model that learned to answer with a bare final line
         # ("El resultado es: 5") instead of working the problem shows it here, whether or
         # not its accuracy moved (docs/EVIDENCE.md).
@@ -139,7 +148,7 @@ def evaluate_mgsm(
 def write_outputs(out_dir: Path, rows: dict[str, list[dict[str, Any]]], model_name: str,
                   **extra: Any) -> dict[str, Any]:
     """Write the per-item file and `mgsm.json` from scored rows (lang -> rows as `_score`
-    makes them: at least id, correct, off_target, extracted, finish_reason)."""
+    makes them: at least id, correct, off_target, extracted, finish_reason, degenerate)."""
     write_text_atomic(
         out_dir / ITEMS_FILE,
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for lang_rows in rows.values() for r in lang_rows),
