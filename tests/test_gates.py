@@ -274,6 +274,18 @@ def test_cut_off_sides_are_dropped():
     assert first_failed_gate(p, GatesConfig(drop_cut_off=False), CTX) is None
 
 
+def test_cut_off_native_rejected_kept_on_request():
+    """With `cut_off_native_rejected: keep`, an xx pair whose rejected side is the model's own
+    answer cut at the cap (a loop, most often) stays; a cut chosen side, or a cut translation on
+    either side, still drops the pair."""
+    keep = GatesConfig(cut_off_native_rejected="keep")
+    assert gate_cut_off(xx_pair("fr", TEXT["fr"], rejected_finish="length"), keep, CTX)
+    assert not gate_cut_off(xx_pair("fr", TEXT["fr"], chosen_finish="length"), keep, CTX)
+    # An English pair's rejected side is a translation (xx answer into English): still checked.
+    assert not gate_cut_off(en_pair(NATIVE_EN, rejected_finish="length"), keep, CTX)
+    assert not gate_cut_off(en_pair(NATIVE_EN, chosen_finish="length"), keep, CTX)
+
+
 # ---------------------------------------------------------------------------------- length_ratio
 
 

@@ -200,7 +200,8 @@ class GateContext:
 
 
 def gate_cut_off(pair: dict[str, Any], cfg: GatesConfig, ctx: GateContext) -> bool:
-    return all(pair.get(f"{s}_finish_reason") != "length" for s in SIDES)
+    sides = _checked_sides(pair) if cfg.cut_off_native_rejected == "keep" else SIDES
+    return all(pair.get(f"{s}_finish_reason") != "length" for s in sides)
 
 
 def gate_translation_request(pair: dict[str, Any], cfg: GatesConfig, ctx: GateContext) -> bool:
