@@ -34,6 +34,7 @@ RATE_SPEC = ".2f"  # with an interval beside it, a third decimal is noise at any
 # Per-item key naming the template an item was written from (the bundled word problems);
 # the paired tests then test the change over whole templates as well as items.
 GROUP_KEY = "template"
+_LOOP_THRESHOLDS = GatesConfig()  # the degenerate gate's defaults, as the mgsm task marks loops
 
 Outcomes = dict[str, dict[str, dict[str, int]]]  # lang -> metric -> item id -> 0/1
 Groups = dict[str, dict[str, str]]  # lang -> item id -> template
@@ -121,7 +122,7 @@ def _outcome(row: dict[str, Any], metric: str) -> int | None:
     if v is None and metric == "off_target" and "detected_language" in row:
         v = row["detected_language"] != row.get("language")
     if v is None and metric == "degenerate" and "response" in row and "correct" in row:
-        v = is_degenerate(row["response"], GatesConfig())  # an mgsm file saved before loops were marked
+        v = is_degenerate(row["response"], _LOOP_THRESHOLDS)  # an mgsm file saved before loops were marked
     if v is None and metric == "accuracy_in_language" and "correct" in row:
         off = _outcome(row, "off_target")
         v = None if off is None else row["correct"] and not off
