@@ -251,11 +251,7 @@ def test_guard_config_errors(tmp_path, guard, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_a_loop_guard_on_the_math_dev_set(tmp_path):
-    """The mgsm task's loop rate can guard a run: a model whose word-problem answers loop more
-    than M0's by over max_loss in a language is not kept, however its accuracy rose."""
-    from lidr import stopping
-
+def loop_guard_config(tmp_path):
     dev = {"task": "mgsm", "label": "dev", "data": [DEV]}
     fields = {"model": "model", "prompts": [{"path": "p/{lang}.jsonl"}], "iterations": "auto",
               "languages": ["es", "fr"], "evaluation": {"tasks": [dev]},
@@ -263,7 +259,15 @@ def test_a_loop_guard_on_the_math_dev_set(tmp_path):
                            "guards": [{"task": "dev", "metric": "degenerate", "max_loss": 0.1}]}}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(fields), encoding="utf-8")
-    cfg, _ = load_config(path)
+    return load_config(path)[0]
+
+
+def test_a_loop_guard_on_the_math_dev_set(tmp_path):
+    """The mgsm task's loop rate can guard a run: a model whose word-problem answers loop more
+    than M0's by over max_loss in a language is not kept, however its accuracy rose."""
+    from lidr import stopping
+
+    cfg = loop_guard_config(tmp_path)
     from lidr.evaluate.base import write_result
 
     # Accuracy rises at M1; French loops 0.10 -> 0.40 (worse by 0.3 > 0.1).
@@ -274,6 +278,28 @@ def test_a_loop_guard_on_the_math_dev_set(tmp_path):
     record = stopping.decide(tmp_path, cfg, 1)
     assert record["stopped_after"] == 1 and record["final"]["iteration"] == 0
     assert record["reason"].startswith("guard dev degenerate (fr): M0 0.100 -> M1 0.400")
+
+
+def test_a_loop_guard_reads_m0_results_saved_without_loop_rates(tmp_path):
+    """A run resumed from M0 results of an older lidr (no `degenerate` in mgsm.json) still
+    guards loops: M0's rate is derived from its saved answers, as the report derives it."""
+    from lidr import stopping
+    from lidr.evaluate.base import write_result
+
+    cfg = loop_guard_config(tmp_path)
+    loop, fine = "Tom tiene 4. " * 30, "Tom tiene 4 manzanas."
+    m0 = {lang: {"n": 10, "accuracy": 0.1} for lang in ("en", "es", "fr")}  # no degenerate key
+    write_result(tmp_path / "iter_0" / "eval", "dev", "M0", m0)
+    rows = [{"id": f"{lang}-{i}", "language": lang, "correct": False,
+             "response": loop if (lang == "fr" and i < 1) else fine} for lang in m0 for i in range(10)]
+    (tmp_path / "iter_0" / "eval" / "dev_generations.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    # M1: French loops 0.1 -> 0.4 (derived M0 value), worse by 0.3 > max_loss 0.1.
+    m1 = {lang: {"n": 10, "accuracy": 0.2, "degenerate": 0.4 if lang == "fr" else 0.0} for lang in m0}
+    write_result(tmp_path / "iter_1" / "eval", "dev", "M1", m1)
+    record = stopping.decide(tmp_path, cfg, 1)
+    assert record["reason"].startswith("guard dev degenerate (fr): M0 0.100 -> M1 0.400")
+    assert record["final"]["iteration"] == 0
 
 
 def test_a_real_run_records_its_guard(tmp_path, tiny_model_dir):

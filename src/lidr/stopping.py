@@ -61,13 +61,24 @@ def _result(run_dir: Path, task: str, t: int) -> tuple[Path, dict[str, Any]]:
 def score(run_dir: Path, r: dict[str, Any], t: int) -> float:
     """M(t)'s mean of the rule's metric over the rule's languages."""
     path, result = _result(run_dir, r["task"], t)
+    langs = _rates(path, result, r["metric"])
     values = []
     for lang in r["languages"]:
-        v = result.get("languages", {}).get(lang, {}).get(r["metric"])
+        v = langs.get(lang, {}).get(r["metric"])
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             raise RunDirError(f"{path} has no {r['metric']} for {lang}: the stopping rule cannot read it")
         values.append(float(v))
     return sum(values) / len(values)
+
+
+def _rates(path: Path, result: dict[str, Any], metric: str) -> dict[str, dict[str, Any]]:
+    """A result's per-language values; a rate it was saved without (a run resumed from results
+    of an older lidr: word-problem loops) is derived from its per-item file, as the report does."""
+    langs = result.get("languages", {})
+    items = rs.items_path(path, result)
+    if any(metric not in v for v in langs.values()) and items.is_file():
+        rs.add_missing_rates(langs, rs.load_items(items)[0])
+    return langs
 
 
 def _outcomes(run_dir: Path, r: dict[str, Any], t: int) -> dict[str, dict[str, int]]:
