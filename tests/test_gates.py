@@ -278,12 +278,14 @@ def test_cut_off_native_rejected_kept_on_request():
     """With `cut_off_native_rejected: keep`, an xx pair whose rejected side is the model's own
     answer cut at the cap (a loop, most often) stays; a cut chosen side, or a cut translation on
     either side, still drops the pair."""
-    keep = GatesConfig(cut_off_native_rejected="keep")
-    assert gate_cut_off(xx_pair("fr", TEXT["fr"], rejected_finish="length"), keep, CTX)
-    assert not gate_cut_off(xx_pair("fr", TEXT["fr"], chosen_finish="length"), keep, CTX)
-    # An English pair's rejected side is a translation (xx answer into English): still checked.
-    assert not gate_cut_off(en_pair(NATIVE_EN, rejected_finish="length"), keep, CTX)
-    assert not gate_cut_off(en_pair(NATIVE_EN, chosen_finish="length"), keep, CTX)
+    assert not gate_cut_off(xx_pair("fr", TEXT["fr"], rejected_finish="length"), CFG, CTX)  # default: drop
+    for option in ("keep", "trim"):  # trim keeps the pair too; pairs.trim_cut_off_rejected cuts its side
+        keep = GatesConfig(cut_off_native_rejected=option)
+        assert gate_cut_off(xx_pair("fr", TEXT["fr"], rejected_finish="length"), keep, CTX)
+        assert not gate_cut_off(xx_pair("fr", TEXT["fr"], chosen_finish="length"), keep, CTX)
+        # An English pair's rejected side is a translation (xx answer into English): still checked.
+        assert not gate_cut_off(en_pair(NATIVE_EN, rejected_finish="length"), keep, CTX)
+        assert not gate_cut_off(en_pair(NATIVE_EN, chosen_finish="length"), keep, CTX)
 
 
 # ---------------------------------------------------------------------------------- length_ratio

@@ -2,7 +2,7 @@
 
 from lidr.text.quality import is_translation_request
 from lidr.stages.pairs import (add_language_pairs, build_pairs, cap_shared_openings, opening_limit,
-                               translation_task_ids)
+                               translation_task_ids, trim_cut_off_rejected)
 
 
 def resp(pid, lang, text, prompt=None):
@@ -114,6 +114,33 @@ def test_language_pairs_set_the_translated_answer_over_the_english_one():
     assert lang_pair["chosen"] == es_pair["chosen"] == [{"role": "assistant", "content": "Tom tiene 16 manzanas."}]
     assert lang_pair["rejected"] == [{"role": "assistant", "content": "Tom has 16 apples."}]
     assert es_pair["rejected"][0]["content"] == "El tíreo de Tom es 4."  # the xx pair itself is unchanged
+
+
+def test_a_looping_rejected_answer_cut_at_the_cap_is_trimmed_to_the_chosen_length():
+    """`gates.cut_off_native_rejected: trim`: the model's own xx answer that ran to the token cap
+    is cut, after a whole word, to at most its chosen side's length; an answer that ended by
+    itself, a translated rejected side (English pairs), and one shorter than its chosen stay."""
+    loop = "El tíreo de Tom es 4. En este caso, el tíreo de Tom es 4. " * 6
+    responses = [resp("1", "en", "Tom has 12 + 4 = 16 apples."), {**resp("1", "es", loop), "finish_reason": "length"},
+                 resp("2", "en", "Ana has 6 - 3 = 3 candies."), resp("2", "es", "Ana tiene 3. " * 9),
+                 resp("3", "en", "Leo has 11 + 7 = 18 now."), {**resp("3", "es", "Leo 18"), "finish_reason": "length"}]
+    translations = [tr("1", "en", "es", "Tom tiene 12 + 4 = 16 manzanas."), tr("1", "es", "en", "Tom's tireo is 4."),
+                    tr("2", "en", "es", "Ana tiene 6 - 3 = 3 caramelos."), tr("2", "es", "en", "Ana has 3."),
+                    tr("3", "en", "es", "Leo tiene 11 + 7 = 18 ahora."), tr("3", "es", "en", "Leo 18")]
+    translations[1]["finish_reason"] = "length"  # a cut translation is the gates' to drop, not trimmed
+    pairs, _ = build_pairs(responses, translations, "en", ["es"], set())
+    out, trimmed = trim_cut_off_rejected(pairs)
+    assert trimmed == {"es": 1}
+    by = {(p["prompt_id"], p["language"]): p for p in out}
+    cut = by[("1", "es")]
+    chosen = cut["chosen"][0]["content"]
+    assert cut["rejected"] == [{"role": "assistant", "content": "El tíreo de Tom es 4. En este"}]  # 29 of 31
+    assert len(cut["rejected"][0]["content"]) <= len(chosen) and cut["rejected_trimmed_from"] == len(loop)
+    assert loop.startswith(cut["rejected"][0]["content"])
+    # Unchanged: an answer that stopped by itself, one already shorter than its chosen side, English pairs.
+    for key in (("2", "es"), ("3", "es"), ("1", "en"), ("2", "en")):
+        assert by[key] == next(p for p in pairs if (p["prompt_id"], p["language"]) == key)
+    assert [p["prompt_id"] for p in out] == [p["prompt_id"] for p in pairs]  # same pairs, same order
 
 
 def test_language_pairs_skip_translations_much_shorter_than_their_english_answer():

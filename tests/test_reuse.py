@@ -255,6 +255,44 @@ def test_language_pairs_reach_training_in_a_real_run(old_run, translating_model_
 
 
 
+def test_trimmed_rejected_sides_reach_training_in_a_real_run(old_run):
+    """`pairs.gates.cut_off_native_rejected=trim` (set from the command line, with the gates on
+    and only cut_off among those that read text): with the old run's answers, which all run to
+    the token cap, each xx pair keeps its native rejected side cut to the chosen side's length,
+    the summary and the report count them, and training takes them."""
+    import pyarrow.parquet as pq
+
+    tmp, _ = old_run
+    a, d = tmp / "a", tmp / "trim"
+    cut = {(r["prompt_id"], r["language"]) for r in read_records(a / "iter_1" / "responses")
+           if r["language"] != "en" and r.get("finish_reason") == "length"}
+    old = {(p["prompt_id"], p["language"]): p for p in pq.read_table(a / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
+           if p["language"] != "en"}
+    assert old and set(old) <= cut  # a random model's answers run to the cap
+    done = lidr("run", str(tmp / "a.yaml"), "-o", str(d), "--reuse", str(a), "--set", "iterations=1",
+                "--set", "pairs.gates.enabled=true", "--set", "pairs.gates.degenerate=false",
+                "--set", "pairs.gates.language_id=false", "--set", "pairs.gates.length_ratio=null",
+                "--set", "pairs.gates.cut_off_native_rejected=trim")
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = pq.read_table(d / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
+    new = {(p["prompt_id"], p["language"]): p for p in after if p["language"] != "en"}
+    assert set(new) == set(old)  # kept, not dropped at the cap
+    for key, p in new.items():
+        rejected, was = p["rejected"][0]["content"], old[key]["rejected"][0]["content"]
+        assert p["chosen"] == old[key]["chosen"] and was.startswith(rejected)
+        assert len(rejected) <= len(p["chosen"][0]["content"]) < len(was) == p["rejected_trimmed_from"]
+    stats = read_json(d / "iter_1" / "pairs" / "_done.json")["languages"]
+    assert {lang: stats[lang]["rejected_trimmed"] for lang in ("es", "fr")} == {
+        lang: sum(k[1] == lang for k in new) for lang in ("es", "fr")}
+    assert read_json(d / "iter_1" / "train" / "_done.json")["pairs"] == len(after)
+    report = lidr("report", str(d))
+    assert report.returncode == 0, report.stderr[-3000:]
+    table = (d / "report.md").read_text(encoding="utf-8").split("## Preference pairs")[1]
+    assert "of them rejected side trimmed" in table
+    for lang in ("es", "fr"):
+        assert f"| 1 | {lang} | {stats[lang]['kept']} | {stats[lang]['rejected_trimmed']} |" in table
+
+
 # Every translation of this model is one frame of three words: the answer line of docs/EVIDENCE.md.
 FRAMES = {"en": "the result is", "es": "el resultado es", "fr": "le résultat est", "de": "das ergebnis ist"}
 

@@ -266,10 +266,11 @@ class GatesConfig(_Section):
     max_repeated_lines: int = Field(default=8, ge=0, le=10_000)
     drop_cut_off: bool = True
     # A pair's rejected side that is the model's own answer (not a translation) cut at the token
-    # cap: dropped with its pair, or kept. Most such answers are loops, and with them dropped no
-    # pair ever prefers an answer over a loop (docs/EVIDENCE.md). Chosen sides and translations
-    # cut at the cap are dropped either way.
-    cut_off_native_rejected: Literal["drop", "keep"] = "drop"
+    # cap: dropped with its pair, kept, or kept and cut to about the chosen side's length
+    # (`trim`). Most such answers are loops, and with them dropped no pair ever prefers an answer
+    # over a loop; kept whole, they teach short answers too (docs/EVIDENCE.md). Chosen sides and
+    # translations cut at the cap are dropped either way.
+    cut_off_native_rejected: Literal["drop", "keep", "trim"] = "drop"
     length_ratio: tuple[float, float] | None = (0.33, 3.0)
     answer_consistency: bool = True
     # Math with several answers per prompt: keep a pair only when its English answer's final

@@ -261,6 +261,10 @@ class Pipeline:
             if n := s["dropped"].pop("agreement", 0):
                 counts = gate_stats.setdefault(lang, {})
                 counts["agreement"] = counts.get("agreement", 0) + n
+        if gates.enabled and gates.drop_cut_off and gates.cut_off_native_rejected == "trim":
+            rows, trimmed = pairs.trim_cut_off_rejected(rows)
+            for lang in cfg.languages:
+                stats[lang]["rejected_trimmed"] = trimmed[lang]
         if cfg.pairs.max_opening_share is not None:  # before the English cap, which counts xx pairs
             rows, capped = pairs.cap_shared_openings(rows, cfg.dominant_language, cfg.pairs.max_opening_share)
             for lang, n in capped.items():

@@ -279,6 +279,8 @@ def pairs_section(res: RunResults) -> list[str]:
     mixed = any("kept_by_task" in s for s in stats)
     # With `pairs.language_pairs`: how many of the kept pairs are the added language pairs.
     language = any("language_pairs" in s for s in stats)
+    # With `gates.cut_off_native_rejected: trim`: kept pairs whose looping rejected side was cut.
+    trimmed = any("rejected_trimmed" in s for s in stats)
     rows = []
     for t, done in done_by_t.items():
         for lang, s in (done.get("languages") or {}).items():
@@ -287,12 +289,14 @@ def pairs_section(res: RunResults) -> list[str]:
             extra = [str(s.get("kept_sampled", "-"))] if sampled else []
             by_task = ", ".join(f"{k} {v}" for k, v in (s.get("kept_by_task") or {}).items()) or "-"
             lp = [str(s.get("language_pairs", "-"))] if language else []
-            rows.append([str(t), lang, str(s.get("kept", "-")), *extra, *lp, *([by_task] if mixed else []),
+            tr = [str(s.get("rejected_trimmed", "-"))] if trimmed else []
+            rows.append([str(t), lang, str(s.get("kept", "-")), *extra, *lp, *tr, *([by_task] if mixed else []),
                          str(sum(dropped.values())), reasons])
     if not rows:
         return []
     header = ["iteration", "language", "kept", *(["of them from sampled answers"] if sampled else []),
               *(["of them language pairs"] if language else []),
+              *(["of them rejected side trimmed"] if trimmed else []),
               *(["kept by prompt kind"] if mixed else []), "dropped", "dropped by reason"]
     return ["## Preference pairs", "", *_table(header, rows), ""]
 

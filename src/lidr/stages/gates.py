@@ -200,7 +200,7 @@ class GateContext:
 
 
 def gate_cut_off(pair: dict[str, Any], cfg: GatesConfig, ctx: GateContext) -> bool:
-    sides = _checked_sides(pair) if cfg.cut_off_native_rejected == "keep" else SIDES
+    sides = SIDES if cfg.cut_off_native_rejected == "drop" else _checked_sides(pair)
     return all(pair.get(f"{s}_finish_reason") != "length" for s in sides)
 
 

@@ -207,6 +207,38 @@ def add_language_pairs(pairs: list[dict[str, Any]], dominant: str,
     return out, added
 
 
+def trim_cut_off_rejected(pairs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter]:
+    """(pairs, trimmed per language): a rejected side that is the model's own answer cut at the
+    token cap (`gates.cut_off_native_rejected: trim`) is cut again, at a word boundary, to about
+    its chosen side's length (characters: both sides are in the pair's language).
+
+    Most such answers are loops. Kept whole, a pair prefers a short answer over a long one as much
+    as an answer over a loop, and DPO learns the length too (docs/EVIDENCE.md: answers shrank by
+    half with `keep`). Trimmed, the rejected side is the loop's opening at the chosen's length:
+    the pair still pushes the loop down, without "shorter is better". The token cap already cut
+    the text, so its end was never the model's."""
+    out, trimmed = [], Counter()
+    for p in pairs:
+        rejected, chosen = p["rejected"][-1]["content"], p["chosen"][-1]["content"]
+        if p.get("rejected_finish_reason") != "length" or p.get("rejected_origin") is not None \
+                or len(rejected) <= len(chosen):
+            out.append(p)
+            continue
+        cut = _cut_at_word(rejected, len(chosen))
+        out.append({**p, "rejected": [*p["rejected"][:-1], {"role": "assistant", "content": cut}],
+                    "rejected_trimmed_from": len(rejected)})
+        trimmed[p["language"]] += 1
+    return out, trimmed
+
+
+def _cut_at_word(text: str, n: int) -> str:
+    """`text` cut to at most n characters, after its last whole word where there is one."""
+    head = text[:n]
+    if n < len(text) and not text[n].isspace() and (space := head.rstrip().rfind(" ")) > 0:
+        head = head[:space]
+    return head.rstrip()
+
+
 def cap_dominant_pairs(pairs: list[dict[str, Any]], ratio: float) -> tuple[list[dict[str, Any]], Counter]:
     """(pairs, dropped per via language): at most `ratio` x (kept pairs of xx) English pairs
     that came through xx. English pairs whose prompt also kept its xx pair go first (the same
