@@ -139,7 +139,8 @@ def test_a_looping_rejected_answer_cut_at_the_cap_is_trimmed_to_the_chosen_lengt
     assert loop.startswith(cut["rejected"][0]["content"])
     # Unchanged: an answer that stopped by itself, one already shorter than its chosen side, English pairs.
     for key in (("2", "es"), ("3", "es"), ("1", "en"), ("2", "en")):
-        assert by[key] == next(p for p in pairs if (p["prompt_id"], p["language"]) == key)
+        assert by[key] == {**next(p for p in pairs if (p["prompt_id"], p["language"]) == key),
+                           "rejected_trimmed_from": None}
     assert [p["prompt_id"] for p in out] == [p["prompt_id"] for p in pairs]  # same pairs, same order
 
 

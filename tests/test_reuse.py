@@ -275,6 +275,7 @@ def test_trimmed_rejected_sides_reach_training_in_a_real_run(old_run):
                 "--set", "pairs.gates.cut_off_native_rejected=trim")
     assert done.returncode == 0, done.stderr[-3000:]
     after = pq.read_table(d / "iter_1" / "pairs" / "pairs.parquet").to_pylist()
+    assert all(p["rejected_trimmed_from"] is None for p in after if p["language"] == "en")  # translations: never
     new = {(p["prompt_id"], p["language"]): p for p in after if p["language"] != "en"}
     assert set(new) == set(old)  # kept, not dropped at the cap
     for key, p in new.items():

@@ -262,9 +262,7 @@ class Pipeline:
                 counts = gate_stats.setdefault(lang, {})
                 counts["agreement"] = counts.get("agreement", 0) + n
         if gates.enabled and gates.drop_cut_off and gates.cut_off_native_rejected == "trim":
-            rows, trimmed = pairs.trim_cut_off_rejected(rows)
-            for lang in cfg.languages:
-                stats[lang]["rejected_trimmed"] = trimmed[lang]
+            rows, _ = pairs.trim_cut_off_rejected(rows)  # counted in _count_kept, after the caps
         if cfg.pairs.max_opening_share is not None:  # before the English cap, which counts xx pairs
             rows, capped = pairs.cap_shared_openings(rows, cfg.dominant_language, cfg.pairs.max_opening_share)
             for lang, n in capped.items():
@@ -295,9 +293,12 @@ class Pipeline:
         """Kept pairs per language; with several answers per prompt, how many the extra answers
         brought; with a mix of prompt kinds (`task_of`: prompt id -> task), how many each gave."""
         kinds = sorted(set(task_of.values()))
+        trimmed = any("rejected_trimmed_from" in r for r in rows)  # gates.cut_off_native_rejected: trim
         for lang in stats:
             mine = [r for r in rows if r["language"] == lang]
             stats[lang]["kept"] = len(mine)
+            if trimmed and lang != self.cfg.dominant_language:
+                stats[lang]["rejected_trimmed"] = sum(r.get("rejected_trimmed_from") is not None for r in mine)
             if self.cfg.max_samples > 1:
                 stats[lang]["kept_sampled"] = sum(1 for r in mine if r["sample"])
             if len(kinds) > 1:

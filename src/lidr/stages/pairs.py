@@ -200,9 +200,11 @@ def add_language_pairs(pairs: list[dict[str, Any]], dominant: str,
         if min_ratio is not None and \
                 length_ratio(p["chosen"][-1]["content"], english, p["language"], dominant) < min_ratio:
             continue
-        out.append({**p, "rejected": [{"role": "assistant", "content": english}],
-                    "rejected_source": f"{dominant} response", "rejected_origin": None,
-                    "rejected_finish_reason": None})
+        lp = {**p, "rejected": [{"role": "assistant", "content": english}],
+              "rejected_source": f"{dominant} response", "rejected_origin": None, "rejected_finish_reason": None}
+        if "rejected_trimmed_from" in p:  # its own rejected side, never trimmed
+            lp["rejected_trimmed_from"] = None
+        out.append(lp)
         added[p["language"]] += 1
     return out, added
 
@@ -220,9 +222,11 @@ def trim_cut_off_rejected(pairs: list[dict[str, Any]]) -> tuple[list[dict[str, A
     out, trimmed = [], Counter()
     for p in pairs:
         rejected, chosen = p["rejected"][-1]["content"], p["chosen"][-1]["content"]
+        # Every pair has the key (the parquet schema is read from the first row): the length of
+        # the rejected side before it was cut, None where it was not.
         if p.get("rejected_finish_reason") != "length" or p.get("rejected_origin") is not None \
                 or len(rejected) <= len(chosen):
-            out.append(p)
+            out.append({**p, "rejected_trimmed_from": None})
             continue
         cut = _cut_at_word(rejected, len(chosen))
         out.append({**p, "rejected": [*p["rejected"][:-1], {"role": "assistant", "content": cut}],
