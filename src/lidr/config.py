@@ -268,8 +268,8 @@ class GatesConfig(_Section):
     # A pair's rejected side that is the model's own answer (not a translation) cut at the token
     # cap: dropped with its pair, kept, or kept and cut to about the chosen side's length
     # (`trim`). Most such answers are loops, and with them dropped no pair ever prefers an answer
-    # over a loop; kept whole, they teach short answers too (docs/EVIDENCE.md). Chosen sides and
-    # translations cut at the cap are dropped either way.
+    # over a loop; kept, whole or trimmed, they also shorten the answers (docs/EVIDENCE.md).
+    # Chosen sides and translations cut at the cap are dropped either way.
     cut_off_native_rejected: Literal["drop", "keep", "trim"] = "drop"
     length_ratio: tuple[float, float] | None = (0.33, 3.0)
     answer_consistency: bool = True

@@ -215,10 +215,11 @@ def trim_cut_off_rejected(pairs: list[dict[str, Any]]) -> tuple[list[dict[str, A
     its chosen side's length (characters: both sides are in the pair's language).
 
     Most such answers are loops. Kept whole, a pair prefers a short answer over a long one as much
-    as an answer over a loop, and DPO learns the length too (docs/EVIDENCE.md: answers shrank by
-    half with `keep`). Trimmed, the rejected side is the loop's opening at the chosen's length:
-    the pair still pushes the loop down, without "shorter is better". The token cap already cut
-    the text, so its end was never the model's."""
+    as an answer over a loop, and DPO's margin grows with the length of what it pushes down.
+    Trimmed, the rejected side is the loop's opening at the chosen's length: the pair pushes the
+    loop down without a length contrast (the token cap already cut the text, so its end was
+    never the model's). Measured on the arithmetic family (docs/EVIDENCE.md), the answers shrank
+    as much as with `keep`: the length came from what these pairs push down, not from how long."""
     out, trimmed = [], Counter()
     for p in pairs:
         rejected, chosen = p["rejected"][-1]["content"], p["chosen"][-1]["content"]
