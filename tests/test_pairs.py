@@ -142,6 +142,10 @@ def test_a_looping_rejected_answer_cut_at_the_cap_is_trimmed_to_the_chosen_lengt
         assert by[key] == {**next(p for p in pairs if (p["prompt_id"], p["language"]) == key),
                            "rejected_trimmed_from": None}
     assert [p["prompt_id"] for p in out] == [p["prompt_id"] for p in pairs]  # same pairs, same order
+    # A cut that would leave nothing (the chosen side one character, the answer opening on a
+    # space) leaves the side whole rather than empty.
+    blank = {**cut, "chosen": [{"role": "assistant", "content": "4"}], "rejected": [{"role": "assistant", "content": " " + loop}]}
+    assert trim_cut_off_rejected([blank])[0] == [{**blank, "rejected_trimmed_from": None}]
 
 
 def test_language_pairs_skip_translations_much_shorter_than_their_english_answer():

@@ -225,11 +225,11 @@ def trim_cut_off_rejected(pairs: list[dict[str, Any]]) -> tuple[list[dict[str, A
         rejected, chosen = p["rejected"][-1]["content"], p["chosen"][-1]["content"]
         # Every pair has the key (the parquet schema is read from the first row): the length of
         # the rejected side before it was cut, None where it was not.
+        cut = _cut_at_word(rejected, len(chosen))
         if p.get("rejected_finish_reason") != "length" or p.get("rejected_origin") is not None \
-                or len(rejected) <= len(chosen):
+                or len(rejected) <= len(chosen) or not cut:
             out.append({**p, "rejected_trimmed_from": None})
             continue
-        cut = _cut_at_word(rejected, len(chosen))
         out.append({**p, "rejected": [*p["rejected"][:-1], {"role": "assistant", "content": cut}],
                     "rejected_trimmed_from": len(rejected)})
         trimmed[p["language"]] += 1
