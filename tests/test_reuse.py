@@ -211,6 +211,18 @@ def test_dominant_ratio_caps_english_pairs_in_a_real_run(old_run, translating_mo
     assert stats["gates"]["dominant_ratio"] == sum(p["via_language"] is not None for p in before) - sum(via.values())
 
 
+def assert_trained_and_reported(run_dir, n_pairs, stats, key, header):
+    """Training took every pair, and the report's pairs table has a column `header` with each
+    language's `key` count after its kept count."""
+    assert read_json(run_dir / "iter_1" / "train" / "_done.json")["pairs"] == n_pairs
+    report = lidr("report", str(run_dir))
+    assert report.returncode == 0, report.stderr[-3000:]
+    table = (run_dir / "report.md").read_text(encoding="utf-8").split("## Preference pairs")[1]
+    assert header in table
+    for lang in ("es", "fr"):
+        assert f"| 1 | {lang} | {stats[lang]['kept']} | {stats[lang][key]} |" in table
+
+
 def test_language_pairs_reach_training_in_a_real_run(old_run, translating_model_dir):
     """`pairs.language_pairs` (set from the command line): with the old run's responses and
     translations, each xx pair whose chosen side is not much shorter than its English answer
@@ -245,13 +257,7 @@ def test_language_pairs_reach_training_in_a_real_run(old_run, translating_model_
     stats = read_json(c / "iter_1" / "pairs" / "_done.json")["languages"]
     assert {lang: stats[lang]["language_pairs"] for lang in ("es", "fr")} == {
         lang: sum(p["language"] == lang for p in long_enough) for lang in ("es", "fr")}
-    assert read_json(c / "iter_1" / "train" / "_done.json")["pairs"] == len(after)
-    report = lidr("report", str(c))
-    assert report.returncode == 0, report.stderr[-3000:]
-    table = (c / "report.md").read_text(encoding="utf-8").split("## Preference pairs")[1]
-    assert "of them language pairs" in table
-    for lang in ("es", "fr"):
-        assert f"| 1 | {lang} | {stats[lang]['kept']} | {stats[lang]['language_pairs']} |" in table
+    assert_trained_and_reported(c, len(after), stats, "language_pairs", "of them language pairs")
 
 
 
@@ -285,13 +291,7 @@ def test_trimmed_rejected_sides_reach_training_in_a_real_run(old_run):
     stats = read_json(d / "iter_1" / "pairs" / "_done.json")["languages"]
     assert {lang: stats[lang]["rejected_trimmed"] for lang in ("es", "fr")} == {
         lang: sum(k[1] == lang for k in new) for lang in ("es", "fr")}
-    assert read_json(d / "iter_1" / "train" / "_done.json")["pairs"] == len(after)
-    report = lidr("report", str(d))
-    assert report.returncode == 0, report.stderr[-3000:]
-    table = (d / "report.md").read_text(encoding="utf-8").split("## Preference pairs")[1]
-    assert "of them rejected side trimmed" in table
-    for lang in ("es", "fr"):
-        assert f"| 1 | {lang} | {stats[lang]['kept']} | {stats[lang]['rejected_trimmed']} |" in table
+    assert_trained_and_reported(d, len(after), stats, "rejected_trimmed", "of them rejected side trimmed")
 
 
 # Every translation of this model is one frame of three words: the answer line of docs/EVIDENCE.md.
