@@ -1,5 +1,7 @@
 """The pairing rule of the method, on hand-made records."""
 
+from collections import Counter
+
 from lidr.text.quality import is_translation_request
 from lidr.stages.pairs import (add_language_pairs, build_pairs, cap_shared_openings, opening_limit,
                                translation_task_ids, trim_cut_off_rejected)
@@ -129,8 +131,8 @@ def test_a_looping_rejected_answer_cut_at_the_cap_is_trimmed_to_the_chosen_lengt
                     tr("3", "en", "es", "Leo tiene 11 + 7 = 18 ahora."), tr("3", "es", "en", "Leo 18")]
     translations[1]["finish_reason"] = "length"  # a cut translation is the gates' to drop, not trimmed
     pairs, _ = build_pairs(responses, translations, "en", ["es"], set())
-    out, trimmed = trim_cut_off_rejected(pairs)
-    assert trimmed == {"es": 1}
+    out = trim_cut_off_rejected(pairs)
+    assert Counter(p["language"] for p in out if p["rejected_trimmed_from"] is not None) == {"es": 1}
     by = {(p["prompt_id"], p["language"]): p for p in out}
     cut = by[("1", "es")]
     chosen = cut["chosen"][0]["content"]
@@ -145,7 +147,7 @@ def test_a_looping_rejected_answer_cut_at_the_cap_is_trimmed_to_the_chosen_lengt
     # A cut that would leave nothing (the chosen side one character, the answer opening on a
     # space) leaves the side whole rather than empty.
     blank = {**cut, "chosen": [{"role": "assistant", "content": "4"}], "rejected": [{"role": "assistant", "content": " " + loop}]}
-    assert trim_cut_off_rejected([blank])[0] == [{**blank, "rejected_trimmed_from": None}]
+    assert trim_cut_off_rejected([blank]) == [{**blank, "rejected_trimmed_from": None}]
 
 
 def test_language_pairs_skip_translations_much_shorter_than_their_english_answer():

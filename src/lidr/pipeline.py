@@ -261,8 +261,6 @@ class Pipeline:
             if n := s["dropped"].pop("agreement", 0):
                 counts = gate_stats.setdefault(lang, {})
                 counts["agreement"] = counts.get("agreement", 0) + n
-        if gates.enabled and gates.drop_cut_off and gates.cut_off_native_rejected == "trim":
-            rows, _ = pairs.trim_cut_off_rejected(rows)  # counted in _count_kept, after the caps
         if cfg.pairs.max_opening_share is not None:  # before the English cap, which counts xx pairs
             rows, capped = pairs.cap_shared_openings(rows, cfg.dominant_language, cfg.pairs.max_opening_share)
             for lang, n in capped.items():
@@ -276,6 +274,8 @@ class Pipeline:
                                                    cfg.pairs.language_pairs_min_ratio)
             for lang in cfg.languages:  # 0 too: the report tells "none added" from "option off"
                 stats[lang]["language_pairs"] = added[lang]
+        if gates.enabled and gates.drop_cut_off and gates.cut_off_native_rejected == "trim":
+            rows = pairs.trim_cut_off_rejected(rows)  # last: it changes texts, not which pairs stay
         for lang, dropped in gate_stats.items():
             stats[lang]["gates"] = dropped
         self._count_kept(stats, rows, task_of)

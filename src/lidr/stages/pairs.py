@@ -200,17 +200,15 @@ def add_language_pairs(pairs: list[dict[str, Any]], dominant: str,
         if min_ratio is not None and \
                 length_ratio(p["chosen"][-1]["content"], english, p["language"], dominant) < min_ratio:
             continue
-        lp = {**p, "rejected": [{"role": "assistant", "content": english}],
-              "rejected_source": f"{dominant} response", "rejected_origin": None, "rejected_finish_reason": None}
-        if "rejected_trimmed_from" in p:  # its own rejected side, never trimmed
-            lp["rejected_trimmed_from"] = None
-        out.append(lp)
+        out.append({**p, "rejected": [{"role": "assistant", "content": english}],
+                    "rejected_source": f"{dominant} response", "rejected_origin": None,
+                    "rejected_finish_reason": None})
         added[p["language"]] += 1
     return out, added
 
 
-def trim_cut_off_rejected(pairs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter]:
-    """(pairs, trimmed per language): a rejected side that is the model's own answer cut at the
+def trim_cut_off_rejected(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pairs, where a rejected side that is the model's own answer cut at the
     token cap (`gates.cut_off_native_rejected: trim`) is cut again, at a word boundary, to about
     its chosen side's length (characters: both sides are in the pair's language).
 
@@ -220,7 +218,7 @@ def trim_cut_off_rejected(pairs: list[dict[str, Any]]) -> tuple[list[dict[str, A
     loop down without a length contrast (the token cap already cut the text, so its end was
     never the model's). Measured on the arithmetic family (docs/EVIDENCE.md), the answers shrank
     as much as with `keep`: the length came from what these pairs push down, not from how long."""
-    out, trimmed = [], Counter()
+    out = []
     for p in pairs:
         rejected, chosen = p["rejected"][-1]["content"], p["chosen"][-1]["content"]
         # Every pair has the key (the parquet schema is read from the first row): the length of
@@ -232,8 +230,7 @@ def trim_cut_off_rejected(pairs: list[dict[str, Any]]) -> tuple[list[dict[str, A
             continue
         out.append({**p, "rejected": [*p["rejected"][:-1], {"role": "assistant", "content": cut}],
                     "rejected_trimmed_from": len(rejected)})
-        trimmed[p["language"]] += 1
-    return out, trimmed
+    return out
 
 
 def _cut_at_word(text: str, n: int) -> str:
