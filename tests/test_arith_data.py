@@ -1,6 +1,7 @@
 """The bundled arith family: sizes, alignment, gold answers, template disjointness,
 determinism, language of the questions, and the readers that consume it."""
 
+import itertools
 import json
 import re
 import subprocess
@@ -20,7 +21,7 @@ from lidr.evaluate.tasks.mgsm import load_math_items
 ARITH = Path(__file__).resolve().parents[1] / "src" / "lidr" / "data" / "arith"
 SPEC = yaml.safe_load((ARITH / "spec.yaml").read_text(encoding="utf-8"))
 LANGS = ["en", "es", "fr", "de", "ru"]
-MIN_SIZES = {"train_1": 300, "train_2": 300, "dev": 150, "test": 300}
+MIN_SIZES = {"train_1": 300, "train_2": 300, "dev": 150, "test": 300, "dev_2": 150}
 
 
 def rows(split, lang):
@@ -67,16 +68,20 @@ def test_gold_answers_recomputed_from_the_numbers():
 
 def test_template_groups_are_disjoint_and_large_enough():
     used = {split: Counter(r["template"] for r in rows(split, "en")) for split in MIN_SIZES}
-    train = set(used["train_1"]) | set(used["train_2"])
-    assert not train & set(used["dev"]) and not train & set(used["test"]) and not set(used["dev"]) & set(used["test"])
-    assert len(train) >= 12 and len(used["dev"]) >= 5 and len(used["test"]) >= 6
-    # Different wording, not only different numbers: no dev/test question shares its
-    # number-free skeleton with a training template.
+    held_out = ("dev", "test", "dev_2")
+    groups = {"train": set(used["train_1"]) | set(used["train_2"])} | {s: set(used[s]) for s in held_out}
+    for a, b in itertools.combinations(groups, 2):
+        assert not groups[a] & groups[b], (a, b)
+    assert len(groups["train"]) >= 12 and len(groups["test"]) >= 6
+    assert len(groups["dev"]) >= 5 and len(groups["dev_2"]) >= 5
+    # Different wording, not only different numbers: no held-out question shares its
+    # number-free skeleton with a question of another group.
     for lang in LANGS:
-        def skeletons(split):
-            return {re.sub(r"\d+", "N", r["question"]) for r in rows(split, lang)}
-        train_sk = skeletons("train_1") | skeletons("train_2")
-        assert not train_sk & skeletons("dev") and not train_sk & skeletons("test"), lang
+        def skeletons(*splits):
+            return {re.sub(r"\d+", "N", r["question"]) for s in splits for r in rows(s, lang)}
+        sk = {"train": skeletons("train_1", "train_2")} | {s: skeletons(s) for s in held_out}
+        for a, b in itertools.combinations(sk, 2):
+            assert not sk[a] & sk[b], (lang, a, b)
 
 
 def test_training_blocks_are_different_problems():
