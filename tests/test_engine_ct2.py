@@ -13,7 +13,8 @@ import pytest
 
 from helpers import write_config, write_prompt_set
 from lidr.engines.base import ChatRequest, Sampling
-from lidr.engines.ct2 import CT2Engine, model_hash
+from lidr.chat import format_chat
+from lidr.engines.ct2 import CT2Engine, model_hash, shared_prefix_length
 from lidr.engines.hf import HFEngine
 from lidr.stages.translate import CLOSE, PREFILL, translation_message
 
@@ -227,3 +228,37 @@ def test_greedy_batches_run_two_at_once_with_the_same_completions(smollm2_dir, c
     assert two.generate(reqs, Sampling()) == greedy[0] and two.generator.num_generators == 2
     one.close()
     two.close()
+
+
+def test_shared_prefix_leaves_every_row_a_token_of_its_own():
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 9]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # identical prompts: the last token decodes
+    assert shared_prefix_length([[1, 2], [1, 2, 3, 4]]) == 1  # one prompt the head of another
+    assert shared_prefix_length([[7, 1], [8, 1]]) == 0
+    assert shared_prefix_length([[5, 6, 7]]) == 2  # a batch of one: all but its last token
+
+
+def test_a_batch_runs_its_shared_head_once_with_the_same_completions(smollm2_dir, ct2_cache):
+    """The chat template's system turn (and a translation request's instructions) is the head
+    every row of a batch shares: it is run once and copied to every row, and the completions
+    are those of each request run alone."""
+    engine = CT2Engine(str(smollm2_dir), batch_size=16, cache=ct2_cache)
+    reqs = _requests()
+    reqs.append(ChatRequest("same", reqs[1].messages, max_new_tokens=20))  # a prompt repeated
+    tok = engine.tokenizer
+    ids = tok([format_chat(tok, r.messages, r.prefill) for r in reqs], add_special_tokens=False)["input_ids"]
+    system_turn = format_chat(tok, [{"role": "user", "content": "x"}]).split("<|im_start|>user")[0]
+    assert shared_prefix_length(ids) >= len(tok(system_turn, add_special_tokens=False)["input_ids"])
+    translations = [i for r, i in zip(reqs, ids) if r.stop]
+    assert shared_prefix_length(translations) > shared_prefix_length(ids)  # the instructions too
+    batched = engine.generate([r for r in reqs if not r.stop], Sampling()) + \
+        engine.generate([r for r in reqs if r.stop], Sampling())
+    plain_head, translation_head = shared_prefix_length([i for r, i in zip(reqs, ids) if not r.stop]), \
+        shared_prefix_length(translations)
+    heads_run_once = sum(map(len, ids)) - (len(reqs) - len(translations) - 1) * plain_head \
+        - (len(translations) - 1) * translation_head
+    assert engine.prompt_tokens_run == heads_run_once
+    alone = [engine.generate([r], Sampling())[0] for r in reqs if not r.stop] + \
+        [engine.generate([r], Sampling())[0] for r in reqs if r.stop]
+    engine.close()
+    assert batched == alone

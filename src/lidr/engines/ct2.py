@@ -9,7 +9,8 @@ engine's (benchmarks/RESULTS.md).
 
 Per-request token caps and stop strings are enforced from CTranslate2's per-token
 callback: returning True ends decoding for that row only, and finished rows leave the
-batch inside CTranslate2, so a short request costs only its own tokens.
+batch inside CTranslate2, so a short request costs only its own tokens. The head that every
+prompt of a batch shares (the system turn) is run once per batch, not once per row.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -157,6 +159,8 @@ class CT2Engine:
             eos = None
         ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.stop_ids = sorted(i for i in ids if i is not None)
+        self.prompt_tokens_run = 0  # prompt tokens run through the model (a batch's shared head once)
+        self._count_lock = threading.Lock()  # batches may run in worker threads
 
     def _load(self) -> Any:
         """The generator: `workers` batches at once on cores // workers threads each when
@@ -207,8 +211,17 @@ class CT2Engine:
         greedy = sampling.temperature <= 0
         if not greedy:  # seeded from the batch's first id, like the hf engine: a resume regenerates it
             self._reseed(request_seed(sampling.seed, reqs[0].id))
+        # The batch's shared head (the chat template's system turn, a translation request's
+        # instructions) is run once, for one row, and its state copied to every row: prefill
+        # that every row would repeat. Not cached across batches (CTranslate2 keeps every
+        # cached prompt for the model's lifetime); recomputing one row's head is cheap.
+        shared = shared_prefix_length(prompt_ids)
+        with self._count_lock:
+            self.prompt_tokens_run += shared + sum(len(ids) - shared for ids in prompt_ids)
         self.generator.generate_batch(
-            [self.tokenizer.convert_ids_to_tokens(ids) for ids in prompt_ids],
+            [self.tokenizer.convert_ids_to_tokens(ids[shared:]) for ids in prompt_ids],
+            static_prompt=self.tokenizer.convert_ids_to_tokens(prompt_ids[0][:shared]) or None,
+            cache_static_prompt=False,
             max_length=max(r.max_new_tokens for r in reqs),
             include_prompt_in_result=False,  # the prompt is fed at once into the KV cache
             end_token=self.stop_ids,
@@ -224,6 +237,16 @@ class CT2Engine:
         if self.generator is not None:
             self.generator.unload_model()
             self.generator = None
+
+
+def shared_prefix_length(prompts: list[list[int]]) -> int:
+    """How many leading tokens every prompt shares, leaving each at least one of its own
+    (CTranslate2 starts decoding from a row's own tokens)."""
+    first, shortest = prompts[0], min(len(p) for p in prompts)
+    n = 0
+    while n < shortest - 1 and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
 
 
 class _Row:
