@@ -14,14 +14,11 @@ the share of texts equal to the hf engine's. Results: benchmarks/results/ct2_par
 from __future__ import annotations
 
 import argparse
-import os
 
-from bench_engines import cpu_flags, workloads
-from common import machine, save, timed
-from lidr.engines.base import Sampling
+from bench_engines import machine_and_workloads, run_workloads
+from common import save
 from lidr.engines.ct2 import CT2Engine
 from lidr.engines.hf import HFEngine
-from lidr.models import bundled_model_dir
 
 
 def main() -> None:
@@ -29,10 +26,7 @@ def main() -> None:
     ap.add_argument("--per-language", type=int, default=16)
     ap.add_argument("--batch", type=int, default=64)
     args = ap.parse_args()
-    info = machine() | {"cpu_flags": cpu_flags(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
-    print(f"machine: {info['cpu']}, {info['cores']} cores, flags {' '.join(info['cpu_flags'])}", flush=True)
-    model = str(bundled_model_dir())
-    loads = workloads(model, args.per_language)
+    info, model, loads = machine_and_workloads(args.per_language)
     settings = [
         ("hf float32", lambda: HFEngine(model, dtype="float32", batch_size=args.batch)),
         ("ct2 float32, workers 1", lambda: CT2Engine(model, compute_type="float32", batch_size=args.batch, workers=1)),
@@ -42,13 +36,7 @@ def main() -> None:
     texts: dict[str, dict[str, list[str]]] = {}
     for name, make in settings:
         engine = make()
-        for work, reqs in loads.items():
-            seconds, out = timed(lambda: engine.generate(reqs, Sampling()))
-            tokens = sum(c.n_tokens for c in out)
-            texts.setdefault(work, {})[name] = [c.text for c in out]
-            result["runs"][f"{name}: {work}"] = {"requests": len(reqs), "seconds": round(seconds, 2), "tokens": tokens,
-                                                 "tok_s": round(tokens / seconds, 1)}
-            print(f"{name}: {work}: {tokens / seconds:.1f} tok/s ({tokens} tokens, {seconds:.1f} s)", flush=True)
+        run_workloads(engine, name, loads, result["runs"], texts)
         engine.close()
     base = settings[0][0]
     for key, r in result["runs"].items():

@@ -15,19 +15,16 @@ benchmarks/results/ct2_shared_prefix.json.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 
 import torch
 
 import lidr.engines.ct2 as ct2_engine
-from bench_engines import cpu_flags, workloads
-from common import machine, save, timed
+from bench_engines import machine_and_workloads, run_workloads
+from common import save
 from lidr.chat import format_chat
-from lidr.engines.base import Sampling
 from lidr.engines.ct2 import CT2Engine
 from lidr.engines.hf import HFEngine, pick_dtype
-from lidr.models import bundled_model_dir
 
 SHARED = ct2_engine.shared_prefix_length
 
@@ -53,10 +50,7 @@ def main() -> None:
     ap.add_argument("--per-language", type=int, default=16)
     ap.add_argument("--batch", type=int, default=64)
     args = ap.parse_args()
-    info = machine() | {"cpu_flags": cpu_flags(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
-    print(f"machine: {info['cpu']}, {info['cores']} cores, flags {' '.join(info['cpu_flags'])}", flush=True)
-    model = str(bundled_model_dir())
-    loads = workloads(model, args.per_language)
+    info, model, loads = machine_and_workloads(args.per_language)
     settings = [("hf float32", lambda: HFEngine(model, dtype="float32", batch_size=args.batch), SHARED)]
     if pick_dtype("auto", "cpu") == torch.bfloat16:
         settings.append(("hf bfloat16", lambda: HFEngine(model, dtype="bfloat16", batch_size=args.batch), SHARED))
@@ -68,15 +62,9 @@ def main() -> None:
     for name, make, shared in settings:
         ct2_engine.shared_prefix_length = shared
         engine = make()
-        for work, reqs in loads.items():
-            if isinstance(engine, CT2Engine) and work not in result["prompts"]:
-                result["prompts"][work] = shared_share(engine, reqs, args.batch)
-            seconds, out = timed(lambda: engine.generate(reqs, Sampling()))
-            tokens = sum(c.n_tokens for c in out)
-            texts.setdefault(work, {})[name] = [c.text for c in out]
-            result["runs"][f"{name}: {work}"] = {"requests": len(reqs), "seconds": round(seconds, 2), "tokens": tokens,
-                                                 "tok_s": round(tokens / seconds, 1)}
-            print(f"{name}: {work}: {tokens / seconds:.1f} tok/s ({tokens} tokens, {seconds:.1f} s)", flush=True)
+        if isinstance(engine, CT2Engine) and not result["prompts"]:
+            result["prompts"] = {work: shared_share(engine, reqs, args.batch) for work, reqs in loads.items()}
+        run_workloads(engine, name, loads, result["runs"], texts)
         engine.close()
     ct2_engine.shared_prefix_length = SHARED
     base, own_head = settings[0][0], settings[-2][0]

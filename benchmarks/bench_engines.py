@@ -50,6 +50,26 @@ def workloads(model_dir: str, per_language: int) -> dict[str, list[ChatRequest]]
     return {"generation": gen_reqs, "translation": tr_reqs, "evaluation": ev_reqs}
 
 
+def machine_and_workloads(per_language: int) -> tuple[dict, str, dict[str, list[ChatRequest]]]:
+    """The machine (printed with its CPU flags), the bundled model's directory and the three workloads."""
+    info = machine() | {"cpu_flags": cpu_flags(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    print(f"machine: {info['cpu']}, {info['cores']} cores, flags {' '.join(info['cpu_flags'])}", flush=True)
+    model_dir = str(bundled_model_dir())
+    return info, model_dir, workloads(model_dir, per_language)
+
+
+def run_workloads(engine, name: str, loads: dict[str, list[ChatRequest]], runs: dict,
+                  texts: dict[str, dict[str, list[str]]]) -> None:
+    """Each workload once on `engine` at its batch size: runs["NAME: WORK"] = timings, texts[WORK][NAME]."""
+    for work, reqs in loads.items():
+        seconds, out = timed(lambda: engine.generate(reqs, Sampling()))
+        tokens = sum(c.n_tokens for c in out)
+        texts.setdefault(work, {})[name] = [c.text for c in out]
+        runs[f"{name}: {work}"] = {"requests": len(reqs), "seconds": round(seconds, 2), "tokens": tokens,
+                                   "tok_s": round(tokens / seconds, 1)}
+        print(f"{name}: {work}: {tokens / seconds:.1f} tok/s ({tokens} tokens, {seconds:.1f} s)", flush=True)
+
+
 def measure(engine, requests, batch: int) -> dict:
     engine.batch_size = batch
     seconds, out = timed(lambda: engine.generate(requests, Sampling()))
@@ -82,10 +102,7 @@ def main() -> None:
     ap.add_argument("--batch1", type=int, default=6, help="requests run one at a time per workload")
     ap.add_argument("--skip-int8", action="store_true")
     args = ap.parse_args()
-    info = machine() | {"cpu_flags": cpu_flags(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
-    print(f"machine: {info['cpu']}, {info['cores']} cores, flags {' '.join(info['cpu_flags'])}", flush=True)
-    model_dir = str(bundled_model_dir())
-    loads = workloads(model_dir, args.per_language)
+    info, model_dir, loads = machine_and_workloads(args.per_language)
     engines = [("hf float32", lambda: HFEngine(model_dir, dtype="float32")),
                ("ct2 float32", lambda: CT2Engine(model_dir, compute_type="float32"))]
     if not args.skip_int8:

@@ -31,7 +31,7 @@ USER_ERRORS = (ConfigError, DataError, ModelError, RunDirError, UnknownLanguageE
 
 
 ENGINE_HELP = " | ".join(f"{name} ({text})" for name, text in
-                         {"auto": "ct2 on a CPU, vllm or hf on a GPU", **ENGINES}.items())
+                         {"auto": "ct2 on a CPU, hf on one with AMX, vllm or hf on a GPU", **ENGINES}.items())
 
 
 def _engine_option():

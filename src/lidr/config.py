@@ -155,7 +155,7 @@ class OpenAIOptions(_Section):
 
 
 class CT2Options(_Section):
-    """CTranslate2 (`engine: ct2`, the CPU default under `engine: auto`)."""
+    """CTranslate2 (`engine: ct2`; under `engine: auto` the default on a CPU without AMX)."""
 
     # auto: float32 on a CPU (greedy text equal to the hf engine's), float16/bfloat16 on a GPU.
     # int8 is about 1.3x faster on a CPU but changes the text: opt in (benchmarks/RESULTS.md).
@@ -181,8 +181,8 @@ EngineName = Literal[("auto", *ENGINES)]
 
 
 class GenerationConfig(_Section):
-    # auto: ct2 on a CPU-only machine (hf when CTranslate2 is missing); on a GPU, vllm when
-    # installed, else hf.
+    # auto: on a CPU with AMX, hf (bfloat16); on other CPUs ct2 (hf when CTranslate2 is
+    # missing); on a GPU, vllm when installed, else hf (lidr.engines.resolve_engine).
     engine: EngineName = "auto"
     ct2: CT2Options = Field(default_factory=CT2Options)
     vllm: VLLMOptions = Field(default_factory=VLLMOptions)

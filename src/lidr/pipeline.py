@@ -186,7 +186,7 @@ class Pipeline:
         def engine_factory():
             nonlocal engine
             if engine is None:
-                self.console.log(f"iteration {t}: loading {model_in} ({resolve_engine(cfg.generation.engine)} engine)")
+                self.console.log(f"iteration {t}: loading {model_in} ({resolve_engine(cfg.generation)} engine)")
                 engine = engine_from_config(cfg.generation, model_in, seed=cfg.seed + t, log=self.console.log)
             return engine
 
@@ -355,7 +355,7 @@ class Pipeline:
             summary = run_sharded(out, todo, engine_factory, sampling, self.cfg.generation.shard_size, to_record,
                                   on_progress, on_shard, self.worker, self.console.log)
         summary.update(stats(read_stage(out)))
-        summary["engine"] = resolve_engine(self.cfg.generation.engine)
+        summary["engine"] = resolve_engine(self.cfg.generation)
         check_redone(out, old, summary)  # a stage redone after damage must give the same rows
         write_json_atomic(out / DONE, summary)
 
