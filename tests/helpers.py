@@ -43,7 +43,9 @@ def write_config(path: Path, model: str | Path, prompts: Path, **over) -> Path:
         "languages": ["es", "fr"],
         "iterations": 2,
         "prompts": [{"path": str(prompts / "{lang}.jsonl")}],
-        "generation": {"max_new_tokens": 24, "batch_size": 4, "shard_size": 4},
+        # float32: the translating tiny model's taught phrases come out exact in float32; in
+        # bfloat16 (the hf engine's, which `engine: auto` is on a CPU with AMX) they drift.
+        "generation": {"max_new_tokens": 24, "batch_size": 4, "shard_size": 4, "dtype": "float32"},
         "translation": {"max_new_tokens": 32},
         "training": {"learning_rate": 1e-4, "batch_size": 4, "max_length": 256, "warmup_ratio": 0.0},
         # A random model's text is noise that every gate would drop; gates have their own tests.
