@@ -28,7 +28,7 @@ from lidr import cards, rundir, stopping, tracking
 from lidr import reuse as reuse_stages
 from lidr.config import ConfigError, RunConfig, to_yaml
 from lidr.data.prompts import Prompt, load_aligned, read_records, resolve_path
-from lidr.engines import Sampling, check_engine, engine_from_config, resolve_engine
+from lidr.engines import Sampling, check_engine, engine_from_config, pinned
 from lidr.evaluate.runner import check_task, evaluate_in_run
 from lidr.models import model_ok, resolve_model
 from lidr.progress import stage_progress
@@ -68,6 +68,9 @@ class Pipeline:
         self.plans: list[IterationPlan] = []
         self.task_ids: set[str] = set()
         self.translation_examples: list[translate.Example] = []
+        # The generation section with `engine: auto` replaced by the run's engine (engines/pinned.py).
+        self.gen = cfg.generation
+        self.engine_record: dict[str, str] | None = None
 
     # ---- checks before anything is written -------------------------------------------
 
@@ -76,6 +79,8 @@ class Pipeline:
         cfg = self.cfg
         resolve_model(cfg.model, self.base_dir, build_bundled=False)
         check_engine(cfg.generation)
+        self.gen, self.engine_record = pinned.pin_engine(cfg.generation, self.run_dir, self.reuse, self.console.log)
+        pinned.check_pinned(self.gen, self.run_dir)
         if cfg.training.accelerate_config:
             from lidr.stages.train_launch import accelerate_config_path
 
@@ -87,7 +92,7 @@ class Pipeline:
             prompts = load_aligned(cfg.prompts_for(t), cfg.all_languages, self.base_dir, cfg.limit)
             self.plans.append(IterationPlan(t, prompts, self.run_dir))
         for task in cfg.evaluation.tasks:
-            check_task(task, cfg.all_languages, self.base_dir, cfg.generation)
+            check_task(task, cfg.all_languages, self.base_dir, self.gen)
         if cfg.translation.examples:
             self.translation_examples = translate.load_examples(cfg.translation.examples, cfg.all_languages,
                                                                 self.base_dir)
@@ -120,6 +125,8 @@ class Pipeline:
         write_text_atomic(rundir.config_path(self.run_dir), to_yaml(self.cfg))
         if self.base_dir is not None:  # what its relative paths meant, for a later --reuse of this run
             write_json_atomic(self.run_dir / rundir.CONFIG_DIR_FILE, {"config_dir": str(Path(self.base_dir).resolve())})
+        if self.engine_record is not None and self.worker.is_main:
+            pinned.write_record(self.run_dir, self.engine_record)
         if self.reuse:  # after config.yaml: a copy cut short leaves a run that resumes
             reuse_stages.apply_reuse(self.reuse, self.reuse_plan[0], self.run_dir, self.console.log)
         model_in = resolve_model(self.cfg.model, self.base_dir)
@@ -149,7 +156,7 @@ class Pipeline:
             self.console.log(f"evaluating M{t} on {task.name}")
             t0 = time.perf_counter()
             result = evaluate_in_run(task, t, model_dir, out, rundir.eval_dir(self.run_dir, 0),
-                                     self.cfg.all_languages, self.base_dir, self.cfg.generation)
+                                     self.cfg.all_languages, self.base_dir, self.gen)
             if result is None:  # M0 is this head-to-head's baseline: its outputs are written
                 continue
             self.console.log(f"M{t} {task.name}: " + _metrics_line(result) + f" ({time.perf_counter() - t0:.0f} s)")
@@ -186,8 +193,8 @@ class Pipeline:
         def engine_factory():
             nonlocal engine
             if engine is None:
-                self.console.log(f"iteration {t}: loading {model_in} ({resolve_engine(cfg.generation)} engine)")
-                engine = engine_from_config(cfg.generation, model_in, seed=cfg.seed + t, log=self.console.log)
+                self.console.log(f"iteration {t}: loading {model_in} ({self.gen.engine} engine, {self.gen.dtype})")
+                engine = engine_from_config(self.gen, model_in, seed=cfg.seed + t, log=self.console.log)
             return engine
 
         try:
@@ -355,7 +362,7 @@ class Pipeline:
             summary = run_sharded(out, todo, engine_factory, sampling, self.cfg.generation.shard_size, to_record,
                                   on_progress, on_shard, self.worker, self.console.log)
         summary.update(stats(read_stage(out)))
-        summary["engine"] = resolve_engine(self.cfg.generation)
+        summary["engine"] = self.gen.engine
         check_redone(out, old, summary)  # a stage redone after damage must give the same rows
         write_json_atomic(out / DONE, summary)
 

@@ -3,6 +3,7 @@ the cards and the stopping rule read it through these names.
 
     RUN/config.yaml                    the resolved config (a re-run must match it)
     RUN/config_dir.json                the folder its relative paths were read against
+    RUN/engine.json                    what `engine: auto` chose when the run started (engines/pinned.py)
     RUN/iter_<t>/responses/            stage 1: shards + _done.json
     RUN/iter_<t>/translations/         stage 2: shards + _done.json
     RUN/iter_<t>/pairs/                stage 3: pairs.parquet + _done.json
