@@ -167,3 +167,29 @@ def test_loops_are_counted_apart_from_off_target(tmp_path):
     old = _write_jsonl(tmp_path / "old.jsonl", [{k: v for k, v in r.items() if k != "degenerate"} for r in rows])
     outcomes, problems = load_items(old)
     assert not problems and outcomes["fr"]["degenerate"] == {"1": 1, "2": 0, "3": 0}
+
+
+def test_an_answer_that_repeats_the_question_is_not_counted_as_solved(tmp_path):
+    """On the bundled test split most of SmolLM2's right es/fr/de answers were items whose answer
+    is a number of the question, "solved" by repeating it ("1.00 euros por 3 entradas" for 9
+    euros / 3 tickets = 3). `correct_no_echo` leaves those items out of the count; the same
+    answer on an item whose answer is not in the question still counts."""
+    echo = {"id": "echo", "question": "Julia pagó 9 euros por 3 entradas. ¿Cuál es el precio de una entrada?",
+            "gold": "3"}
+    fresh = {"id": "fresh", "question": "Julia pagó 12 euros por 4 entradas. ¿Cuál es el precio de una entrada?",
+             "gold": "3"}
+    answer = "El precio de una entrada es de 3 euros, porque Julia pagó por todas las entradas."
+    rows = [_score(echo, "es", answer, "stop"), _score(fresh, "es", answer, "stop")]
+    assert [r["correct_in_language"] for r in rows] == [True, True]
+    assert [r["gold_in_question"] for r in rows] == [True, False]
+    assert [r["correct_no_echo"] for r in rows] == [False, True]
+
+    stats = write_outputs(tmp_path, {"es": rows}, "m")["languages"]["es"]
+    assert (stats["accuracy_in_language"], stats["accuracy_no_echo"], stats["gold_in_question"]) == (1.0, 0.5, 1)
+
+    # A file saved before the key existed: the report derives it from the question and gold.
+    saved = [json.loads(line) for line in (tmp_path / "mgsm_generations.jsonl").read_text().splitlines()]
+    old = _write_jsonl(tmp_path / "old.jsonl", [{k: v for k, v in r.items()
+                                                 if k not in ("correct_no_echo", "gold_in_question")} for r in saved])
+    outcomes, problems = load_items(old)
+    assert not problems and outcomes["es"]["accuracy_no_echo"] == {"echo": 0, "fresh": 1}

@@ -410,7 +410,8 @@ class MgsmTask(EvalTask):
     template: str = Field(default="mgsm", description=(
         "mgsm: a preset (mgsm, paper_math) or a template with {prompt} (or {question}) and optionally {language}"))
 
-    metrics: ClassVar[tuple[str, ...] | None] = ("accuracy", "accuracy_in_language", "off_target", "degenerate")
+    metrics: ClassVar[tuple[str, ...] | None] = ("accuracy", "accuracy_in_language", "accuracy_no_echo", "off_target",
+                                                 "degenerate")
 
     @field_validator("template")
     @classmethod

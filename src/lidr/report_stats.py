@@ -18,11 +18,14 @@ from lidr.evaluate.stats import (
     wilson_interval,
 )
 from lidr.stages.gates import is_degenerate
+from lidr.text.answers import gold_in_question
 
 # Metrics that are k/n rates: their cells carry a 95 % interval.
-PROPORTIONS = ("accuracy", "accuracy_in_language", "off_target", "fidelity", "degenerate", "same_opening")
+PROPORTIONS = ("accuracy", "accuracy_in_language", "accuracy_no_echo", "off_target", "fidelity", "degenerate",
+               "same_opening")
 # Per-item 0/1 key, in a task's items file, behind each rate metric.
-ITEM_KEYS = {"accuracy": "correct", "accuracy_in_language": "correct_in_language", "off_target": "off_target",
+ITEM_KEYS = {"accuracy": "correct", "accuracy_in_language": "correct_in_language",
+             "accuracy_no_echo": "correct_no_echo", "off_target": "off_target",
              "fidelity": "in_language", "degenerate": "degenerate",
              "same_opening": "same_opening"}
 # Metrics whose gap to the dominant language gets a table and a plot.
@@ -126,6 +129,9 @@ def _outcome(row: dict[str, Any], metric: str) -> int | None:
     if v is None and metric == "accuracy_in_language" and "correct" in row:
         off = _outcome(row, "off_target")
         v = None if off is None else row["correct"] and not off
+    if v is None and metric == "accuracy_no_echo" and "question" in row and "gold" in row:
+        right = _outcome(row, "accuracy_in_language")
+        v = None if right is None else right and not gold_in_question(row["question"], row["gold"])
     return None if v is None else int(bool(v))
 
 

@@ -235,6 +235,13 @@ def extract_answer(text: str) -> float | None:
     return next(iter(reversed(list(_numbers(text)))), None)
 
 
+def gold_in_question(question: str, gold: str | float) -> bool:
+    """Whether the gold answer is one of the numbers the question states ("9 euros for 3
+    tickets: the price of one?" -> 3). There an answer that only repeats a number of the
+    question scores, and a small model's answers often do ("1.00 euros por 3 entradas")."""
+    return any(answers_match(n, gold) for n in _numbers(_prepare(question)))
+
+
 def answers_match(pred: float | None, gold: str | float) -> bool:
     """Whether the extracted answer equals the gold one ("1,000", "18", 18.0) within 1e-6."""
     if pred is None:

@@ -10,7 +10,8 @@ Outputs, in `out_dir`: `mgsm.json` (see `evaluate.base`; per language the counts
 rates and their 95 % Wilson intervals `accuracy_ci` / `off_target_ci`) and
 `mgsm_generations.jsonl`, one row per question with its item id (and template, when the data
 names one) and 0/1 outcomes
-(`correct`, `off_target`, `correct_in_language`: right and not off-target, and `degenerate`: a
+(`correct`, `off_target`, `correct_in_language`: right and not off-target, `correct_no_echo`:
+right in language on an item whose answer is not a number of the question, and `degenerate`: a
 repetition loop by the degenerate gate's measures), so a score can be checked, and two models
 compared item by item (`lidr.evaluate.stats.mcnemar_exact`), without rerunning the model. The result's
 `items` key names that file.
@@ -32,7 +33,7 @@ from lidr.evaluate.base import check_data, data_files, text_of, write_result
 from lidr.evaluate.stats import wilson_interval
 from lidr.stages.gates import is_degenerate
 from lidr.store import write_text_atomic
-from lidr.text.answers import answers_match, extract_answer
+from lidr.text.answers import answers_match, extract_answer, gold_in_question
 from lidr.text.langid import detect_language
 from lidr.text.templates import render, resolve_template
 
@@ -84,6 +85,7 @@ def _score(item: dict[str, str], lang: str, text: str, finish_reason: str) -> di
     correct = answers_match(extracted, item["gold"])
     # A response with no letters (detected None) is off-target too: it is not in the language.
     off_target = detected != lang
+    echo = gold_in_question(item["question"], item["gold"])
     return {
         "id": item["id"], "language": lang, **({"template": item["template"]} if "template" in item else {}),
         "question": item["question"], "gold": item["gold"],
@@ -92,6 +94,10 @@ def _score(item: dict[str, str], lang: str, text: str, finish_reason: str) -> di
         # Right and in the question's language: an English answer to a French question is
         # right on `correct`, but answering in French is what the method is for.
         "correct_in_language": correct and not off_target, "finish_reason": finish_reason,
+        # Where the answer is a number of the question, repeating the question scores: on the
+        # bundled test split 25 of SmolLM2's 42 right es/fr/de answers were such repeats, on 42
+        # of 900 items (docs/EVIDENCE.md). `correct_no_echo` counts those items as not solved.
+        "gold_in_question": echo, "correct_no_echo": correct and not off_target and not echo,
         # A loop of one line can be read as another language ("La foi est 2." repeated is
         # identified as Portuguese): off-target answers that loop are counted apart.
         "degenerate": is_degenerate(text, _LOOP_THRESHOLDS),
@@ -104,10 +110,14 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     in_language = sum(bool(r["correct"] and not r["off_target"]) for r in rows)
     off = sum(r["off_target"] for r in rows)
     loops = sum(r["degenerate"] for r in rows)
+    no_echo = sum(bool(r["correct"] and not r["off_target"] and not r["gold_in_question"]) for r in rows)
     return {
         "n": n, "correct": correct, "accuracy": correct / n, "accuracy_in_language": in_language / n,
         "off_target": off / n, "accuracy_ci": list(wilson_interval(correct, n)),
         "accuracy_in_language_ci": list(wilson_interval(in_language, n)), "off_target_ci": list(wilson_interval(off, n)),
+        # Over all n items; those whose answer is a number of the question count as not solved.
+        "accuracy_no_echo": no_echo / n, "accuracy_no_echo_ci": list(wilson_interval(no_echo, n)),
+        "gold_in_question": sum(r["gold_in_question"] for r in rows),
         "no_answer": sum(r["extracted"] is None for r in rows),
         "truncated": sum(r["finish_reason"] == "length" for r in rows),
         "degenerate": loops / n, "degenerate_ci": list(wilson_interval(loops, n)),
