@@ -110,14 +110,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     in_language = sum(bool(r["correct"] and not r["off_target"]) for r in rows)
     off = sum(r["off_target"] for r in rows)
     loops = sum(r["degenerate"] for r in rows)
-    no_echo = sum(bool(r["correct"] and not r["off_target"] and not r["gold_in_question"]) for r in rows)
-    return {
+    summary = {
         "n": n, "correct": correct, "accuracy": correct / n, "accuracy_in_language": in_language / n,
         "off_target": off / n, "accuracy_ci": list(wilson_interval(correct, n)),
         "accuracy_in_language_ci": list(wilson_interval(in_language, n)), "off_target_ci": list(wilson_interval(off, n)),
-        # Over all n items; those whose answer is a number of the question count as not solved.
-        "accuracy_no_echo": no_echo / n, "accuracy_no_echo_ci": list(wilson_interval(no_echo, n)),
-        "gold_in_question": sum(r["gold_in_question"] for r in rows),
         "no_answer": sum(r["extracted"] is None for r in rows),
         "truncated": sum(r["finish_reason"] == "length" for r in rows),
         "degenerate": loops / n, "degenerate_ci": list(wilson_interval(loops, n)),
@@ -127,6 +123,12 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         # not its accuracy moved (docs/EVIDENCE.md).
         "median_answer_chars": statistics.median_low([len(r["response"]) for r in rows]),
     }
+    if all("gold_in_question" in r for r in rows):  # rows scored by `_score`
+        # Over all n items; those whose answer is a number of the question count as not solved.
+        no_echo = sum(bool(r["correct_no_echo"]) for r in rows)
+        summary.update(accuracy_no_echo=no_echo / n, accuracy_no_echo_ci=list(wilson_interval(no_echo, n)),
+                       gold_in_question=sum(r["gold_in_question"] for r in rows))
+    return summary
 
 
 def evaluate_mgsm(
