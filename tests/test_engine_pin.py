@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from helpers import write_config, write_prompt_set
 from lidr.config import GenerationConfig
@@ -58,8 +59,12 @@ def test_reuse_takes_the_engine_of_the_run_it_copies(tmp_path):
     source.mkdir()
     other = other_than(pinned.choose_here(GenerationConfig())["engine"])
     (source / pinned.ENGINE_FILE).write_text(json.dumps({"engine": other, "dtype": "float32"}))
+    (source / "config.yaml").write_text(yaml.safe_dump({"generation": {"engine": "auto", "max_new_tokens": 64}}))
     gen, record = pinned.pin_engine(GenerationConfig(), run, source, print)
     assert gen.engine == other and record == {"engine": other, "dtype": "float32"}
+    # An ablation that changes what `auto` chooses from chooses anew.
+    gen, record = pinned.pin_engine(GenerationConfig(dtype="bfloat16"), run, source, print)
+    assert record == pinned.choose_here(GenerationConfig(dtype="bfloat16"))
 
 
 def test_a_damaged_record_is_named(tmp_path):

@@ -108,10 +108,11 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
     for row in rows:
         assert set(row) == {"id", "language", "question", "gold", "response", "extracted", "correct",
                             "detected_language", "off_target", "correct_in_language", "finish_reason",
-                            "degenerate"}
+                            "degenerate", "gold_in_question", "correct_no_echo"}
         assert row["off_target"] == (row["detected_language"] != row["language"])
         assert row["degenerate"] == is_degenerate(row["response"], GatesConfig())
         assert row["correct_in_language"] == (row["correct"] and not row["off_target"])
+        assert row["correct_no_echo"] == (row["correct_in_language"] and not row["gold_in_question"])
         assert row["finish_reason"] in ("stop", "length")
     # The gold answers of MGSM's first three problems, read off the data set by hand.
     assert [r["gold"] for r in rows] == ["18", "3", "70000"] * 3
@@ -129,6 +130,8 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
         assert stats["median_answer_chars"] == sorted(len(r["response"]) for r in mine)[1]
         assert stats["degenerate"] == pytest.approx(sum(r["degenerate"] for r in mine) / 3)
         assert stats["off_target_degenerate"] == sum(r["off_target"] and r["degenerate"] for r in mine)
+        assert stats["accuracy_no_echo"] == pytest.approx(sum(r["correct_no_echo"] for r in mine) / 3)
+        assert stats["gold_in_question"] == sum(r["gold_in_question"] for r in mine)
 
 
 def test_mgsm_scores_known_outcomes(engine, tmp_path):

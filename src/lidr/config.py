@@ -243,6 +243,14 @@ class TranslationConfig(_Section):
     # codes to aligned texts; each line with both languages of a direction becomes one
     # request-and-answer turn before the real one. None: the paper's zero-shot prompt.
     examples: str | None = None
+    # Sampled retries, still self-translation and label-free: each English answer is also
+    # translated into every xx `retries` more times at `retry_temperature`, and an xx pair whose
+    # greedy translation fails (or a gate drops it) takes the first retry with which it passes
+    # every gate. SmolLM2-135M rarely translates a worked answer into French or German greedily;
+    # four retries at 0.7 gave 35 French and 21 German pairs per 100 English answers where greedy
+    # gave 8 and 0 (docs/EVIDENCE.md). 0: off. Each retry costs one more en>xx translation.
+    retries: int = Field(default=0, ge=0, le=16)
+    retry_temperature: float = Field(default=0.7, gt=0.0, le=5.0)
 
 
 class GatesConfig(_Section):

@@ -33,7 +33,7 @@ from lidr.evaluate.runner import check_task, evaluate_in_run
 from lidr.models import model_ok, resolve_model
 from lidr.progress import stage_progress
 from lidr.shards import run_sharded, wait_until
-from lidr.stages import generate, pairs, train, translate
+from lidr.stages import generate, pairs, retries, train, translate
 from lidr.stages.gates import agreement_counts, apply_gates, disagreeing_answers
 from lidr.store import DONE, Worker, check_redone, clean_stale_tmp, finished, is_done, load_json, \
     previous_done, read_records as read_stage, run_lock, write_json_atomic, write_parquet_atomic, \
@@ -242,7 +242,8 @@ class Pipeline:
                                                   self._task_ids(responses), tc.length_factor, tc.max_new_tokens,
                                                   stop_on_loop=gates.enabled and gates.degenerate,
                                                   examples=self.translation_examples,
-                                                  skip_answers=self._agreement_drops(plan, responses).keys())
+                                                  skip_answers=self._agreement_drops(plan, responses).keys(),
+                                                  retries=tc.retries, retry_temperature=tc.retry_temperature)
 
         self._sharded_stage(
             plan.stage_dir("translations"), f"iter {plan.t} translate", requests, engine_factory,
@@ -264,6 +265,8 @@ class Pipeline:
         task_of = {p.id: p.task for p in plan.prompts[cfg.dominant_language]}
         agreement = agreement_counts(responses, cfg.dominant_language) if gates.agreement else None
         rows, gate_stats = apply_gates(rows, gates, math=self._math_ids(plan), agreement=agreement)
+        if cfg.translation.retries:
+            rows = self._recover_with_retries(plan, rows, responses, translations, stats, agreement)
         for lang, s in stats.items():  # answers not translated because the agreement gate drops them
             if n := s["dropped"].pop("agreement", 0):
                 counts = gate_stats.setdefault(lang, {})
@@ -295,6 +298,27 @@ class Pipeline:
         write_json_atomic(out / DONE, summary)
         kept = ", ".join(f"{lang} {s['kept']}" for lang, s in stats.items())
         self.console.log(f"iteration {plan.t}: {len(rows)} pairs kept ({kept})")
+
+    def _recover_with_retries(self, plan: IterationPlan, rows: list[dict], responses: list[dict],
+                              translations: list[dict], stats: dict[str, dict[str, Any]],
+                              agreement: dict | None) -> list[dict]:
+        """xx pairs a sampled retry of their translation gives where the first did not
+        (`translation.retries`, stages/retries.py); counted per language as `translation_retries`
+        (their first translation's drop stays counted under its reason)."""
+        cfg = self.cfg
+
+        def pairs_from(trans: list[dict]) -> list[dict]:
+            built, _ = pairs.build_pairs(responses, trans, cfg.dominant_language, cfg.languages,
+                                         self._task_ids(responses), cfg.pairs.translation_tasks,
+                                         cfg.pairs.dominant_pairs, skipped=self._agreement_drops(plan, responses))
+            return apply_gates(built, cfg.pairs.gates, math=self._math_ids(plan), agreement=agreement)[0]
+
+        for r in rows:
+            r["translation_retry"] = 0  # every row has the column: parquet takes its schema from the first
+        rows, recovered = retries.recover_with_retries(rows, translations, cfg.dominant_language, pairs_from)
+        for lang in cfg.languages:  # 0 too: the report tells "none recovered" from "option off"
+            stats[lang]["translation_retries"] = recovered[lang]
+        return rows
 
     def _count_kept(self, stats: dict[str, dict[str, Any]], rows: list[dict], task_of: dict[str, str]) -> None:
         """Kept pairs per language; with several answers per prompt, how many the extra answers
@@ -387,7 +411,10 @@ def describe_plan(cfg: RunConfig, run_dir: Path, plans: list[IterationPlan]) -> 
         kinds = f" ({', '.join(f'{k} {v}' for k, v in tasks.items())} in each)" if len(tasks) > 1 else ""
         lines.append(f"iteration {p.t}: prompts {counts}{kinds}")
         lines.append(f"  1 generate   {n * (n_x + 1)} responses{each} -> {p.stage_dir('responses')}")
-        lines.append(f"  2 translate  up to {2 * n * n_x} translations -> {p.stage_dir('translations')}")
+        k = cfg.translation.retries
+        retried = f", {k} sampled {'retry' if k == 1 else 'retries'} of each into xx" if k else ""
+        lines.append(f"  2 translate  up to {(2 + k) * n * n_x} translations{retried} -> "
+                     f"{p.stage_dir('translations')}")
         per_xx = 1 + cfg.pairs.dominant_pairs + cfg.pairs.language_pairs  # pairs per prompt and xx
         lines.append(f"  3 pairs      up to {n * n_x * per_xx} pairs -> "
                      f"{p.stage_dir('pairs')}")

@@ -281,6 +281,8 @@ def pairs_section(res: RunResults) -> list[str]:
     language = any("language_pairs" in s for s in stats)
     # With `gates.cut_off_native_rejected: trim`: kept pairs whose looping rejected side was cut.
     trimmed = any("rejected_trimmed" in s for s in stats)
+    # With `translation.retries`: kept pairs whose chosen side is a sampled retry of the translation.
+    retried = any("translation_retries" in s for s in stats)
     rows = []
     for t, done in done_by_t.items():
         for lang, s in (done.get("languages") or {}).items():
@@ -290,6 +292,7 @@ def pairs_section(res: RunResults) -> list[str]:
             by_task = ", ".join(f"{k} {v}" for k, v in (s.get("kept_by_task") or {}).items()) or "-"
             lp = [str(s.get("language_pairs", "-"))] if language else []
             tr = [str(s.get("rejected_trimmed", "-"))] if trimmed else []
+            tr += [str(s.get("translation_retries", "-"))] if retried else []
             rows.append([str(t), lang, str(s.get("kept", "-")), *extra, *lp, *tr, *([by_task] if mixed else []),
                          str(sum(dropped.values())), reasons])
     if not rows:
@@ -297,6 +300,7 @@ def pairs_section(res: RunResults) -> list[str]:
     header = ["iteration", "language", "kept", *(["of them from sampled answers"] if sampled else []),
               *(["of them language pairs"] if language else []),
               *(["of them rejected side trimmed"] if trimmed else []),
+              *(["of them from a translation retry (their first translation's drop counted too)"] if retried else []),
               *(["kept by prompt kind"] if mixed else []), "dropped", "dropped by reason"]
     return ["## Preference pairs", "", *_table(header, rows), ""]
 

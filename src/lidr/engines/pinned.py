@@ -6,7 +6,8 @@ bfloat16 on a CPU with AMX, CTranslate2 in float32 on other CPUs. Their texts di
 engines' answers in one stage and no longer equal an uninterrupted run. The run directory
 records what `auto` chose (RUN/engine.json); a resume, on any machine, runs that engine and
 dtype again, and says so when this machine would have chosen another. A run made with
-`--reuse` takes the record of the run it copies from, whose stages it continues.
+`--reuse` takes the record of the run it copies from, whose stages it continues, when its
+generation settings that `auto` chooses from are that run's.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def pin_engine(gen: GenerationConfig, run_dir: Path, reuse: Path | None,
         return gen, None
     here = choose_here(gen)
     record, source = _recorded(Path(run_dir)), Path(run_dir) / ENGINE_FILE
-    if record is None and reuse is not None:
+    if record is None and reuse is not None and _same_choice(gen, Path(reuse)):
         record, source = _recorded(Path(reuse)), Path(reuse) / ENGINE_FILE
     to_write = None if source.parent == Path(run_dir) and record is not None else (record or here)
     record = record or here
@@ -85,6 +86,22 @@ def machine_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+# The settings `auto` chooses from: a run copying another's stages takes its record only when
+# they are the same (an ablation that changes the dtype chooses anew).
+_CHOICE_KEYS = ("engine", "dtype", "device", "ct2")
+
+
+def _same_choice(gen: GenerationConfig, other_run: Path) -> bool:
+    import yaml
+
+    try:
+        saved = yaml.safe_load((other_run / "config.yaml").read_text(encoding="utf-8"))["generation"]
+        other = GenerationConfig.model_validate(saved)
+    except Exception:  # noqa: BLE001 - no readable config: nothing to match, choose here
+        return False
+    return all(getattr(gen, k) == getattr(other, k) for k in _CHOICE_KEYS)
 
 
 def _recorded(run_dir: Path) -> dict[str, Any] | None:

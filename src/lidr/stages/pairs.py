@@ -118,7 +118,9 @@ def build_pairs(
     skipped = skipped or {}
     # Keyed by prompt and answer (`generation.samples`): English answer k pairs with answer k in xx.
     resp = {(r["prompt_id"], sample_of(r), r["language"]): r for r in responses}
-    trans = {(t["prompt_id"], sample_of(t), t["source_language"], t["target_language"]): t for t in translations}
+    # A translation's sampled retries (`translation.retries`) are not its first translation.
+    trans = {(t["prompt_id"], sample_of(t), t["source_language"], t["target_language"]): t for t in translations
+             if not t.get("retry")}
     order = [(r["prompt_id"], sample_of(r)) for r in responses if r["language"] == dominant]
     order = sorted(set(order), key=order.index)
     pairs: list[dict[str, Any]] = []

@@ -24,6 +24,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -139,11 +140,15 @@ def translation_requests(
     stop_on_loop: bool = False,
     examples: Sequence[Example] = (),
     skip_answers: Collection[tuple[str, int]] = frozenset(),
+    retries: int = 0,
+    retry_temperature: float = 0.7,
 ) -> list[ChatRequest]:
     """en -> every xx, and every xx -> en, for non-empty answers of prompts not in `skip_ids`.
     `skip_answers`: (prompt id, answer index) whose pairs a gate drops anyway, in every language.
     `stop_on_loop`: the gates will drop a looping translation, so the engine may end it early.
-    `examples`: worked examples shown before each request (few-shot)."""
+    `examples`: worked examples shown before each request (few-shot).
+    `retries`: each en -> xx request also `retries` more times at `retry_temperature`, marked
+    `retry: j` (`translation.retries`; the pairs stage uses them where the first one fails)."""
     requests = []
     for r in responses:
         src, k = r["language"], sample_of(r)
@@ -151,18 +156,22 @@ def translation_requests(
             continue
         targets = languages if src == dominant else [dominant]
         for tgt in targets:
-            requests.append(
-                ChatRequest(
-                    id=sample_id(f"{src}>{tgt}:{r['prompt_id']}", k),
-                    messages=translation_message(r["response"], tgt, src, examples),
-                    max_new_tokens=translation_cap(r["n_tokens"], factor, max_new_tokens, src, tgt),
-                    prefill=PREFILL,
-                    stop=(CLOSE,),
-                    stop_on_loop=stop_on_loop,
-                    meta={"prompt_id": r["prompt_id"], "sample": k, "source_language": src,
-                          "target_language": tgt, "source": r["response"]},
-                )
+            request = ChatRequest(
+                id=sample_id(f"{src}>{tgt}:{r['prompt_id']}", k),
+                messages=translation_message(r["response"], tgt, src, examples),
+                max_new_tokens=translation_cap(r["n_tokens"], factor, max_new_tokens, src, tgt),
+                prefill=PREFILL,
+                stop=(CLOSE,),
+                stop_on_loop=stop_on_loop,
+                meta={"prompt_id": r["prompt_id"], "sample": k, "source_language": src,
+                      "target_language": tgt, "source": r["response"],
+                      # With retries every record has the key: a shard's columns are its first row's.
+                      **({"retry": 0} if retries else {})},
             )
+            requests.append(request)
+            if src == dominant:
+                requests += [replace(request, id=f"{request.id}~retry{j}", temperature=retry_temperature,
+                                     meta={**request.meta, "retry": j}) for j in range(1, retries + 1)]
     return sorted(requests, key=lambda q: (-len(q.meta["source"]), q.id))
 
 
@@ -174,10 +183,12 @@ def translation_record(req: ChatRequest, c: Completion, accept_unclosed: bool) -
 
 
 def translation_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per direction ("en>es"): parsed, failed, and the count of each status."""
+    """Per direction ("en>es"; its sampled retries as "en>es retries"): parsed, failed, and the
+    count of each status."""
     by_dir: dict[str, Counter] = defaultdict(Counter)
-    for r in records:
-        by_dir[f"{r['source_language']}>{r['target_language']}"][r["status"]] += 1
+    for r in records:  # retries apart: the direction's own counts stay those of its first translations
+        retry = " retries" if r.get("retry") else ""
+        by_dir[f"{r['source_language']}>{r['target_language']}{retry}"][r["status"]] += 1
     out = {}
     for d, counts in sorted(by_dir.items()):
         parsed = sum(counts[s] for s in PARSED)
