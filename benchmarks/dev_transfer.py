@@ -8,7 +8,7 @@ the rank correlation of the changes between two splits says whether a choice mad
 predicts the other; the spread of the changes over templates says how many templates a split
 needs to tell two models apart.
 
-    python benchmarks/dev_transfer.py benchmarks/dev_transfer.yaml [--metric accuracy_in_language]
+    python benchmarks/dev_transfer.py benchmarks/dev_transfer.yaml [--metric accuracy_in_language] [--baseline 'chosen M1']
 
 The spec names, per model, the result json of each split (`lidr eval` writes `mgsm.json`; a
 run writes `iter_<t>/eval/<label>.json`) and, per split, the data files naming each item's
@@ -90,8 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("spec", type=Path)
     ap.add_argument("--metric", default="accuracy_in_language", choices=list(ITEM_KEYS))
     ap.add_argument("--dominant", default="en")
+    ap.add_argument("--baseline", help="the model every other is compared with (default: the spec's baseline)")
     args = ap.parse_args(argv)
     spec = yaml.safe_load(args.spec.read_text(encoding="utf-8"))
+    if args.baseline:
+        if args.baseline not in spec["models"]:
+            ap.error(f"--baseline {args.baseline!r} is not a model of {args.spec} ({', '.join(spec['models'])})")
+        spec["baseline"] = args.baseline
     splits, models, base = spec["splits"], spec["models"], spec["models"][spec["baseline"]]
     print(f"metric: {args.metric}; change against {spec['baseline']}, mean over the languages other than "
           f"{args.dominant}; [95 %] paired bootstrap over items; templates p: exact sign flips over whole templates\n")

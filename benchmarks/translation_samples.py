@@ -11,7 +11,7 @@ gates. Per language it reports, for the first `--limit` English answers:
     greedy     pairs the run's own (greedy) translation keeps
     sample j   pairs the j-th sampled translation keeps
     any of k   answers for which at least one of the greedy and k sampled translations passes
-               (what "keep the first translation that passes the gates" would keep)
+               (what `translation.retries: k` keeps: lidr.stages.retries, called here)
     chosen ok  among those, the chosen side gives the gold number (Wilson 95 %)
 
 No training: a measure of pair yield and of what the extra pairs would teach.
@@ -41,6 +41,7 @@ from lidr.stages import translate  # noqa: E402
 from lidr.stages.gates import apply_gates  # noqa: E402
 from lidr.stages.generate import sample_of  # noqa: E402
 from lidr.stages.pairs import build_pairs  # noqa: E402
+from lidr.stages.retries import recover_with_retries  # noqa: E402
 from lidr.store import read_records as read_stage  # noqa: E402
 
 
@@ -98,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = {"greedy": kept_pairs(cfg, responses, greedy)}
     for j, sample in enumerate(samples, 1):
         runs[f"sample {j}"] = kept_pairs(cfg, responses, with_translations(sample))
-    first_passing: dict[tuple[str, str], dict] = {}
-    for kept in runs.values():  # greedy first, then the samples in order
-        for key, pair in kept.items():
-            first_passing.setdefault(key, pair)
+    # What `translation.retries: k` keeps: greedy's pairs, then for each xx pair greedy lost the
+    # first sample, in order, that passes the gates (the run's own recovery).
+    marked = [{**t, "retry": j} for j, sample in enumerate(samples, 1) for t in sample]
+    recovered, _ = recover_with_retries(list(runs["greedy"].values()), greedy + marked, cfg.dominant_language,
+                                        lambda ts: list(kept_pairs(cfg, responses, ts).values()))
+    first_passing = {(p["language"], str(p["prompt_id"])): p for p in recovered}
 
     print(f"{args.run}, iteration {args.iteration}: {len(english)} English answers, {args.k} samples at "
           f"temperature {args.temperature}, {len(requests) * args.k} translations in {seconds:.0f} s on "

@@ -1,0 +1,105 @@
+"""Does `OMP_WAIT_POLICY=PASSIVE` slow the hf engine alone, and does it save it beside other work?
+
+    python benchmarks/bench_hf_wait_policy.py [--requests 32] [--tokens 64] [--steps 6]
+
+torch's OpenMP threads spin while they wait unless told otherwise. On a 2-core machine shared
+with another process (a test suite, a second run) spinning threads take the cores from each
+other. The variable is read once, when torch loads, so each measurement is its own process:
+a worker loads the bundled SmolLM2 with the hf engine (`dtype: auto`: bfloat16 on a CPU with
+AMX, float32 elsewhere), generates `--requests` greedy answers of `--tokens` new tokens at one
+batch, then times `--steps` forward+backward passes of batch 4 x 256 tokens (a training step's
+work). Four settings, each run twice: the policy unset (libgomp's default) or PASSIVE, one
+worker alone or two workers at once on the same cores. Prints the CPU model and flags, each
+setting's median seconds and the ratios; writes benchmarks/results/hf_wait_policy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench_engines import cpu_flags
+from common import machine, median, save
+
+HERE = Path(__file__).resolve()
+
+
+def worker(n_requests: int, tokens: int, steps: int) -> dict[str, float]:
+    import torch
+
+    from lidr.engines import ChatRequest, Sampling
+    from lidr.engines.hf import HFEngine
+    from lidr.models import bundled_model_dir
+
+    engine = HFEngine(str(bundled_model_dir()), dtype="auto", batch_size=n_requests)
+    questions = [json.loads(line)["question"] for line in
+                 (HERE.parents[1] / "src/lidr/data/demo/heldout_math/es.jsonl").read_text(encoding="utf-8").splitlines()]
+    reqs = [ChatRequest(f"q{i}", [{"role": "user", "content": questions[i % len(questions)]}], max_new_tokens=tokens)
+            for i in range(n_requests)]
+    t0 = time.perf_counter()
+    out = engine.generate(reqs, Sampling())
+    generate_s = time.perf_counter() - t0
+    model = engine.model.train()
+    ids = torch.randint(0, model.config.vocab_size, (4, 256))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model(input_ids=ids, labels=ids).loss.backward()
+    train_s = time.perf_counter() - t0
+    return {"generate_s": generate_s, "tokens": sum(c.n_tokens for c in out), "train_s": train_s,
+            "dtype": str(engine.dtype)}
+
+
+def run_setting(policy: str | None, parallel: int, args: argparse.Namespace) -> list[dict[str, float]]:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    cmd = [sys.executable, str(HERE), "--worker", "--requests", str(args.requests), "--tokens", str(args.tokens),
+           "--steps", str(args.steps)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(parallel)]
+    results = []
+    for p in procs:
+        stdout, _ = p.communicate()
+        if p.returncode:
+            raise SystemExit(f"worker failed ({policy}, {parallel} at once): rc {p.returncode}")
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--requests", type=int, default=32)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.requests, args.tokens, args.steps)), flush=True)
+        return
+    info = machine() | {"cpu_flags": cpu_flags()}
+    print(f"machine: {info['cpu']}, {info['cores']} cores, flags {' '.join(info['cpu_flags'])}", flush=True)
+    table = {}
+    for parallel in (1, 2):
+        for policy in (None, "PASSIVE"):
+            runs = [r for _ in range(args.repeats) for r in run_setting(policy, parallel, args)]
+            key = f"{policy or 'unset'}, {parallel} at once"
+            table[key] = {"generate_s": median([r["generate_s"] for r in runs]),
+                          "train_s": median([r["train_s"] for r in runs]),
+                          "tokens": runs[0]["tokens"], "dtype": runs[0]["dtype"], "runs": runs}
+            print(f"{key}: generate {table[key]['generate_s']:.1f} s ({table[key]['tokens']} tokens, "
+                  f"{table[key]['dtype']}), {args.steps} train steps {table[key]['train_s']:.1f} s", flush=True)
+    for parallel in (1, 2):
+        unset, passive = table[f"unset, {parallel} at once"], table[f"PASSIVE, {parallel} at once"]
+        print(f"{parallel} at once, unset / PASSIVE time: generate {unset['generate_s'] / passive['generate_s']:.2f}x, "
+              f"train {unset['train_s'] / passive['train_s']:.2f}x")
+    path = save("hf_wait_policy", {"machine": info, "args": vars(args), "settings": table})
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
