@@ -8,8 +8,9 @@ other. The variable is read once, when torch loads, so each measurement is its o
 a worker loads the bundled SmolLM2 with the hf engine (`dtype: auto`: bfloat16 on a CPU with
 AMX, float32 elsewhere), generates `--requests` greedy answers of `--tokens` new tokens at one
 batch, then times `--steps` forward+backward passes of batch 4 x 256 tokens (a training step's
-work). Four settings, each run twice: the policy unset (libgomp's default) or PASSIVE, one
-worker alone or two workers at once on the same cores. Prints the CPU model and flags, each
+work). Each setting (`--settings`: libgomp's default, `OMP_WAIT_POLICY=PASSIVE`, a short
+`GOMP_SPINCOUNT`) runs `--repeats` times with one worker alone and with two workers at once on
+the same cores. Prints the CPU model and flags, each
 setting's median seconds and the ratios; writes benchmarks/results/hf_wait_policy.json.
 """
 
@@ -54,10 +55,12 @@ def worker(n_requests: int, tokens: int, steps: int) -> dict[str, float]:
             "dtype": str(engine.dtype)}
 
 
-def run_setting(policy: str | None, parallel: int, args: argparse.Namespace) -> list[dict[str, float]]:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if policy:
-        env["OMP_WAIT_POLICY"] = policy
+def run_setting(setting: str, parallel: int, args: argparse.Namespace) -> list[dict[str, float]]:
+    """`setting`: "unset" (libgomp's default) or VAR=VALUE, e.g. OMP_WAIT_POLICY=PASSIVE."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    if setting != "unset":
+        var, value = setting.split("=", 1)
+        env[var] = value
     cmd = [sys.executable, str(HERE), "--worker", "--requests", str(args.requests), "--tokens", str(args.tokens),
            "--steps", str(args.steps)]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(parallel)]
@@ -65,7 +68,7 @@ def run_setting(policy: str | None, parallel: int, args: argparse.Namespace) -> 
     for p in procs:
         stdout, _ = p.communicate()
         if p.returncode:
-            raise SystemExit(f"worker failed ({policy}, {parallel} at once): rc {p.returncode}")
+            raise SystemExit(f"worker failed ({setting}, {parallel} at once): rc {p.returncode}")
         results.append(json.loads(stdout.strip().splitlines()[-1]))
     return results
 
@@ -77,6 +80,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--settings", default="unset,OMP_WAIT_POLICY=PASSIVE,GOMP_SPINCOUNT=10000",
+                    help="comma-separated: unset, or VAR=VALUE for the worker's environment")
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.requests, args.tokens, args.steps)), flush=True)
@@ -84,19 +89,22 @@ def main() -> None:
     info = machine() | {"cpu_flags": cpu_flags()}
     print(f"machine: {info['cpu']}, {info['cores']} cores, flags {' '.join(info['cpu_flags'])}", flush=True)
     table = {}
+    settings = args.settings.split(",")
     for parallel in (1, 2):
-        for policy in (None, "PASSIVE"):
-            runs = [r for _ in range(args.repeats) for r in run_setting(policy, parallel, args)]
-            key = f"{policy or 'unset'}, {parallel} at once"
+        for setting in settings:
+            runs = [r for _ in range(args.repeats) for r in run_setting(setting, parallel, args)]
+            key = f"{setting}, {parallel} at once"
             table[key] = {"generate_s": median([r["generate_s"] for r in runs]),
                           "train_s": median([r["train_s"] for r in runs]),
                           "tokens": runs[0]["tokens"], "dtype": runs[0]["dtype"], "runs": runs}
             print(f"{key}: generate {table[key]['generate_s']:.1f} s ({table[key]['tokens']} tokens, "
                   f"{table[key]['dtype']}), {args.steps} train steps {table[key]['train_s']:.1f} s", flush=True)
     for parallel in (1, 2):
-        unset, passive = table[f"unset, {parallel} at once"], table[f"PASSIVE, {parallel} at once"]
-        print(f"{parallel} at once, unset / PASSIVE time: generate {unset['generate_s'] / passive['generate_s']:.2f}x, "
-              f"train {unset['train_s'] / passive['train_s']:.2f}x")
+        base = table[f"{settings[0]}, {parallel} at once"]
+        for setting in settings[1:]:
+            other = table[f"{setting}, {parallel} at once"]
+            print(f"{parallel} at once, time {settings[0]} / {setting}: generate "
+                  f"{base['generate_s'] / other['generate_s']:.2f}x, train {base['train_s'] / other['train_s']:.2f}x")
     path = save("hf_wait_policy", {"machine": info, "args": vars(args), "settings": table})
     print(f"written {path}")
 

@@ -7,6 +7,15 @@ import time
 from pathlib import Path
 from typing import Optional
 
+# torch's OpenMP threads (libgomp) spin for a while before they sleep. Beside other work on the
+# same cores (a test suite, a second run) the spinning threads take the cores from each other:
+# the hf engine generated 4-8x slower on 2 cores. A short spin keeps the speed of the default
+# alone and most of the passive policy's beside other work (benchmarks/bench_hf_wait_policy.py,
+# benchmarks/RESULTS.md). libgomp reads it once, when torch loads: this module must not import
+# torch. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is kept.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "10000"
+
 import typer
 from rich.console import Console
 
