@@ -1,6 +1,7 @@
-"""Does `OMP_WAIT_POLICY=PASSIVE` slow the hf engine alone, and does it save it beside other work?
+"""How long should torch's OpenMP threads spin? The hf engine alone, and beside other work.
 
-    python benchmarks/bench_hf_wait_policy.py [--requests 32] [--tokens 64] [--steps 6]
+    cd benchmarks && python bench_hf_wait_policy.py [--requests 32] [--tokens 64] [--steps 6] \
+        [--settings unset,OMP_WAIT_POLICY=PASSIVE,GOMP_SPINCOUNT=10000]
 
 torch's OpenMP threads spin while they wait unless told otherwise. On a 2-core machine shared
 with another process (a test suite, a second run) spinning threads take the cores from each
@@ -10,8 +11,8 @@ AMX, float32 elsewhere), generates `--requests` greedy answers of `--tokens` new
 batch, then times `--steps` forward+backward passes of batch 4 x 256 tokens (a training step's
 work). Each setting (`--settings`: libgomp's default, `OMP_WAIT_POLICY=PASSIVE`, a short
 `GOMP_SPINCOUNT`) runs `--repeats` times with one worker alone and with two workers at once on
-the same cores. Prints the CPU model and flags, each
-setting's median seconds and the ratios; writes benchmarks/results/hf_wait_policy.json.
+the same cores. Prints the CPU model and flags, each setting's median seconds and the ratios;
+writes benchmarks/results/hf_wait_policy.json.
 """
 
 from __future__ import annotations
