@@ -41,7 +41,7 @@ from lidr.stages import translate  # noqa: E402
 from lidr.stages.gates import apply_gates  # noqa: E402
 from lidr.stages.generate import sample_of  # noqa: E402
 from lidr.stages.pairs import build_pairs  # noqa: E402
-from lidr.stages.retries import recover_with_retries  # noqa: E402
+from lidr.stages.retries import recover_with_retries, with_retry  # noqa: E402
 from lidr.store import read_records as read_stage  # noqa: E402
 
 
@@ -91,14 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - t0
     engine.close()
 
-    def with_translations(new: list[dict]) -> list[dict]:
-        replaced = {(t["prompt_id"], t["source_language"], t["target_language"]) for t in new}
-        return [t for t in greedy if (t["prompt_id"], t["source_language"], t["target_language"]) not in replaced] + new
-
     gold = gold_answers(args.run)
     runs = {"greedy": kept_pairs(cfg, responses, greedy)}
     for j, sample in enumerate(samples, 1):
-        runs[f"sample {j}"] = kept_pairs(cfg, responses, with_translations(sample))
+        runs[f"sample {j}"] = kept_pairs(cfg, responses, with_retry(greedy, sample))
     # What `translation.retries: k` keeps: greedy's pairs, then for each xx pair greedy lost the
     # first sample, in order, that passes the gates (the run's own recovery).
     marked = [{**t, "retry": j} for j, sample in enumerate(samples, 1) for t in sample]

@@ -28,6 +28,12 @@ def _pair_key(p: dict[str, Any]) -> tuple:
     return p["language"], str(p["prompt_id"]), sample_of(p)
 
 
+def with_retry(first: Rows, retry: Rows) -> Rows:
+    """The translations with `retry`'s records in place of the first translations they redo."""
+    replaced = {_translation_key(t) for t in retry}
+    return [t for t in first if _translation_key(t) not in replaced] + retry
+
+
 def recover_with_retries(kept: Rows, translations: Rows, dominant: str,
                          pairs_from: Callable[[Rows], Rows]) -> tuple[Rows, Counter]:
     """`kept` with the xx pairs that a retry recovers appended, and how many per language.
@@ -42,8 +48,7 @@ def recover_with_retries(kept: Rows, translations: Rows, dominant: str,
     recovered: Counter = Counter()
     extra: Rows = []
     for j in sorted(by_retry):
-        replaced = {_translation_key(t) for t in by_retry[j]}
-        candidates = pairs_from([t for t in first if _translation_key(t) not in replaced] + by_retry[j])
+        candidates = pairs_from(with_retry(first, by_retry[j]))
         for p in candidates:
             key = _pair_key(p)
             if p["language"] == dominant or p.get("via_language") is not None or key in have:
