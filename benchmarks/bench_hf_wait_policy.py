@@ -11,8 +11,9 @@ AMX, float32 elsewhere), generates `--requests` greedy answers of `--tokens` new
 batch, then times `--steps` forward+backward passes of batch 4 x 256 tokens (a training step's
 work). Each setting (`--settings`: libgomp's default, `OMP_WAIT_POLICY=PASSIVE`, a short
 `GOMP_SPINCOUNT`) runs `--repeats` times with one worker alone and with two workers at once on
-the same cores. Prints the CPU model and flags, each setting's median seconds and the ratios;
-writes benchmarks/results/hf_wait_policy.json.
+the same cores (`--beside S`: the second worker at setting S, its own timings left out). Prints
+the CPU model and flags, each setting's median seconds and the ratios; writes
+benchmarks/results/hf_wait_policy.json (hf_wait_policy_beside_S.json with `--beside`).
 """
 
 from __future__ import annotations
@@ -56,22 +57,29 @@ def worker(n_requests: int, tokens: int, steps: int) -> dict[str, float]:
             "dtype": str(engine.dtype)}
 
 
-def run_setting(setting: str, parallel: int, args: argparse.Namespace) -> list[dict[str, float]]:
+def worker_env(setting: str) -> dict[str, str]:
     """`setting`: "unset" (libgomp's default) or VAR=VALUE, e.g. OMP_WAIT_POLICY=PASSIVE."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     if setting != "unset":
         var, value = setting.split("=", 1)
         env[var] = value
+    return env
+
+
+def run_setting(setting: str, parallel: int, args: argparse.Namespace) -> list[dict[str, float]]:
+    """The timings of `parallel` workers at `setting` run at once; with `--beside`, the second
+    worker runs at that setting instead and only the first one's timings are returned."""
     cmd = [sys.executable, str(HERE), "--worker", "--requests", str(args.requests), "--tokens", str(args.tokens),
            "--steps", str(args.steps)]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(parallel)]
+    settings = [setting] + [args.beside or setting] * (parallel - 1)
+    procs = [subprocess.Popen(cmd, env=worker_env(s), stdout=subprocess.PIPE, text=True) for s in settings]
     results = []
     for p in procs:
         stdout, _ = p.communicate()
         if p.returncode:
             raise SystemExit(f"worker failed ({setting}, {parallel} at once): rc {p.returncode}")
         results.append(json.loads(stdout.strip().splitlines()[-1]))
-    return results
+    return results[:1] if args.beside else results
 
 
 def main() -> None:
@@ -83,6 +91,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--settings", default="unset,OMP_WAIT_POLICY=PASSIVE,GOMP_SPINCOUNT=10000",
                     help="comma-separated: unset, or VAR=VALUE for the worker's environment")
+    ap.add_argument("--beside", help="the second of two workers at once runs at this setting (e.g. unset: beside a "
+                                     "process that keeps the default); writes hf_wait_policy_beside_<it>.json")
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.requests, args.tokens, args.steps)), flush=True)
@@ -106,7 +116,8 @@ def main() -> None:
             other = table[f"{setting}, {parallel} at once"]
             print(f"{parallel} at once, time {settings[0]} / {setting}: generate "
                   f"{base['generate_s'] / other['generate_s']:.2f}x, train {base['train_s'] / other['train_s']:.2f}x")
-    path = save("hf_wait_policy", {"machine": info, "args": vars(args), "settings": table})
+    name = "hf_wait_policy" + (f"_beside_{args.beside.replace('=', '_')}" if args.beside else "")
+    path = save(name, {"machine": info, "args": vars(args), "settings": table})
     print(f"written {path}")
 
 
