@@ -381,7 +381,8 @@ class EvalTask(_Section):
     # (x_alpacaeval against references and against M0) need distinct labels.
     label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     data: list[str] = Field(default_factory=list, description=(
-        "data file(s): one path with {lang}, or files named by language (mgsm_es.jsonl)"))
+        "data file(s): paths with {lang}, or files named by language (mgsm_es.jsonl); several files of "
+        "one language are read as one split (item ids unique across them)"))
     languages: list[str] | None = Field(default=None, description="language codes (default: the run's languages)")
     limit: int | None = Field(default=None, ge=1, description="the first N items per language")
     max_new_tokens: int = Field(default=256, ge=1, le=32768, description="new tokens per answer at most")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from lidr.data.prompts import DataError, resolve_path
+from lidr.data.prompts import DataError, read_records, resolve_path
 from lidr.languages import LANGUAGES, get_language
 from lidr.store import write_json_atomic
 
@@ -29,30 +29,65 @@ def language_from_name(path: Path) -> str | None:
     return None
 
 
-def data_files(data: list[str], languages: list[str] | None, base_dir: Path | None = None) -> dict[str, Path]:
-    """Language -> file, from one template with `{lang}` or from files named by language."""
-    if len(data) == 1 and "{lang}" in data[0]:
-        if not languages:
-            raise DataError(f"--data {data[0]} has {{lang}}: give --languages")
-        files = {lang: resolve_path(data[0].replace("{lang}", lang), base_dir) for lang in languages}
-    else:
-        files = {}
-        for d in data:
-            path = resolve_path(d, base_dir)
+def data_files(data: list[str], languages: list[str] | None,
+               base_dir: Path | None = None) -> dict[str, list[Path]]:
+    """Language -> its files, in the order given. Each entry is a path with `{lang}` (one file
+    per language) or a file named by its language; several entries that give one language
+    several files pool them into one evaluation (a dev split made of two, say)."""
+    files: dict[str, list[Path]] = {}
+    for entry in data:
+        if "{lang}" in entry:
+            if not languages:
+                raise DataError(f"--data {entry} has {{lang}}: give --languages")
+            found = {lang: resolve_path(entry.replace("{lang}", lang), base_dir) for lang in languages}
+        else:
+            path = resolve_path(entry, base_dir)
             lang = language_from_name(path)
             if lang is None:
                 raise DataError(f"cannot tell the language of {path} from its name; use a path with {{lang}}")
-            files[lang] = path
-        if languages:
-            missing = [lang for lang in languages if lang not in files]
-            if missing:
-                raise DataError(f"no data file for {missing} among {[str(p) for p in files.values()]}")
-            files = {lang: files[lang] for lang in languages}
-    for lang, path in files.items():
+            found = {lang: path}
+        for lang, path in found.items():
+            if path in files.get(lang, []):
+                raise DataError(f"evaluation data file given twice: {path}")
+            files.setdefault(lang, []).append(path)
+    if languages:
+        missing = [lang for lang in languages if lang not in files]
+        if missing:
+            named = [str(p) for paths in files.values() for p in paths]
+            raise DataError(f"no data file for {missing} among {named}")
+        files = {lang: files[lang] for lang in languages}
+    for lang, paths in files.items():
         get_language(lang)
-        if not path.is_file():
-            raise DataError(f"evaluation data file not found: {path}")
+        for path in paths:
+            if not path.is_file():
+                raise DataError(f"evaluation data file not found: {path}")
     return files
+
+
+def one_file_each(files: dict[str, list[Path]], task: str) -> dict[str, Path]:
+    """The file of each language, for a task that reads one per language."""
+    for lang, paths in files.items():
+        if len(paths) > 1:
+            raise DataError(f"{task} reads one data file per language; {lang} has {len(paths)}: "
+                            f"{', '.join(map(str, paths))}")
+    return {lang: paths[0] for lang, paths in files.items()}
+
+
+def pooled_records(paths: list[Path]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(location, id, record) over a language's files in order. The id is the record's own, or
+    its row number (prefixed by the file's place in the list when there are several); an id
+    seen twice is an error, since per-item comparisons between models match items by id."""
+    seen: dict[str, str] = {}
+    for i, path in enumerate(paths):
+        for row, (where, rec) in enumerate(read_records(Path(path))):
+            if rec.get("id") is not None:
+                item_id = str(rec["id"])
+            else:
+                item_id = str(row) if len(paths) == 1 else f"{i}:{row}"
+            if item_id in seen:
+                raise DataError(f"{where}: duplicate id {item_id!r} (first at {seen[item_id]})")
+            seen[item_id] = where
+            yield where, item_id, rec
 
 
 def text_of(record: dict[str, Any], where: str) -> str:

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from lidr.config import ConfigError, FidelityTask, GatesConfig, GenerationConfig
-from lidr.data.prompts import DataError, read_records
+from lidr.data.prompts import DataError
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
 from lidr.engines import engine_from_config
-from lidr.evaluate.base import check_data, data_files, text_of, write_result
+from lidr.evaluate.base import check_data, data_files, pooled_records, text_of, write_result
 from lidr.evaluate.stats import wilson_interval
 from lidr.stages.gates import is_degenerate
 from lidr.store import write_text_atomic
@@ -88,18 +88,16 @@ def _answer_form(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _load_prompts(path: Path) -> list[dict[str, str]]:
-    prompts = [
-        {"id": str(rec["id"]) if rec.get("id") is not None else str(row), "prompt": text_of(rec, where)}
-        for row, (where, rec) in enumerate(read_records(Path(path)))
-    ]
+def _load_prompts(paths: Path | list[Path]) -> list[dict[str, str]]:
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    prompts = [{"id": item_id, "prompt": text_of(rec, where)} for where, item_id, rec in pooled_records(paths)]
     if not prompts:
-        raise DataError(f"{path}: no prompts")
+        raise DataError(f"{', '.join(map(str, paths))}: no prompts")
     return prompts
 
 
 def evaluate_fidelity(
-    engine: Engine, files: dict[str, Path], out_dir: Path, *, model_name: str, limit: int | None = None,
+    engine: Engine, files: dict[str, Path | list[Path]], out_dir: Path, *, model_name: str, limit: int | None = None,
     max_new_tokens: int = 256, sampling: Sampling | None = None, progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Share of responses in each prompt's language; writes fidelity.json and fidelity_generations.jsonl."""

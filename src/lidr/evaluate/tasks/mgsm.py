@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from lidr.config import ConfigError, GatesConfig, GenerationConfig, MgsmTask
-from lidr.data.prompts import DataError, read_records
+from lidr.data.prompts import DataError
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
 from lidr.engines import engine_from_config
-from lidr.evaluate.base import check_data, data_files, text_of, write_result
+from lidr.evaluate.base import check_data, data_files, pooled_records, text_of, write_result
 from lidr.evaluate.stats import wilson_interval
 from lidr.stages.gates import is_degenerate
 from lidr.store import write_text_atomic
@@ -57,14 +57,12 @@ def _gold_of(rec: dict[str, Any], where: str) -> str:
     raise DataError(f"{where}: no gold answer under any of final_answer, response, answer")
 
 
-def load_math_items(path: Path) -> list[dict[str, str]]:
-    """Math problems as {id, question, gold}; the id is the record's own or its row number."""
-    items, seen = [], set()
-    for row, (where, rec) in enumerate(read_records(Path(path))):
-        item_id = str(rec["id"]) if rec.get("id") is not None else str(row)
-        if item_id in seen:
-            raise DataError(f"{where}: duplicate id {item_id!r}")
-        seen.add(item_id)
+def load_math_items(paths: Path | list[Path]) -> list[dict[str, str]]:
+    """Math problems as {id, question, gold} from one file or several pooled (ids unique
+    across them); the id is the record's own or its row number."""
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    items = []
+    for where, item_id, rec in pooled_records(paths):
         item = {"id": item_id, "question": text_of(rec, where), "gold": _gold_of(rec, where)}
         if isinstance(rec.get("template"), str):
             # Items written from one template are not independent: the report resamples
@@ -72,7 +70,7 @@ def load_math_items(path: Path) -> list[dict[str, str]]:
             item["template"] = rec["template"]
         items.append(item)
     if not items:
-        raise DataError(f"{path}: no math problems")
+        raise DataError(f"{', '.join(map(str, paths))}: no math problems")
     return items
 
 
@@ -132,7 +130,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate_mgsm(
-    engine: Engine, files: dict[str, Path], out_dir: Path, *, model_name: str, template: str = "mgsm",
+    engine: Engine, files: dict[str, Path | list[Path]], out_dir: Path, *, model_name: str, template: str = "mgsm",
     limit: int | None = None, max_new_tokens: int = 512, sampling: Sampling | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 from lidr.config import GenerationConfig, XAlpacaEvalTask
 from lidr.engines.base import Engine
 from lidr.engines import engine_from_config
-from lidr.evaluate.base import data_files
+from lidr.evaluate.base import data_files, one_file_each
 from lidr.evaluate.judge import evaluate_x_alpacaeval, generate_outputs, outputs_path
 from lidr.models import resolve_model
 
@@ -39,7 +39,7 @@ def _judge_is_remote(task: XAlpacaEvalTask, gen: GenerationConfig) -> bool:
 
 
 def check(task: XAlpacaEvalTask, languages: list[str], base_dir: Path | None, gen: GenerationConfig) -> None:
-    data_files(task.data, languages, base_dir)
+    one_file_each(data_files(task.data, languages, base_dir), "x_alpacaeval")
     if task.judge and not _judge_is_remote(task, gen):
         resolve_model(task.judge, base_dir, build_bundled=False)
 
@@ -47,7 +47,7 @@ def check(task: XAlpacaEvalTask, languages: list[str], base_dir: Path | None, ge
 def write_baseline(task: XAlpacaEvalTask, model_path: str, out_dir: Path, languages: list[str],
                    base_dir: Path | None, gen: GenerationConfig) -> None:
     """M0's answers (alpaca_eval model_outputs.json per language), unless already written."""
-    files = data_files(task.data, languages, base_dir)
+    files = one_file_each(data_files(task.data, languages, base_dir), "x_alpacaeval")
     if all(outputs_path(out_dir, lang).is_file() for lang in files):
         return
     with closing(engine_from_config(gen, model_path, batch_size=task.batch_size)) as engine:
@@ -58,7 +58,7 @@ def write_baseline(task: XAlpacaEvalTask, model_path: str, out_dir: Path, langua
 def _baseline_files(task: XAlpacaEvalTask, languages: list[str], base_dir: Path | None,
                     baseline_dir: Path | None) -> dict[str, Path]:
     if task.baseline != "M0":
-        return data_files([task.baseline], languages, base_dir)
+        return one_file_each(data_files([task.baseline], languages, base_dir), "x_alpacaeval's baseline")
     if baseline_dir is None:
         raise ValueError("baseline M0 is only known inside a run")
     baseline = {lang: outputs_path(baseline_dir, lang) for lang in languages}
@@ -70,7 +70,7 @@ def _baseline_files(task: XAlpacaEvalTask, languages: list[str], base_dir: Path 
 
 def run(task: XAlpacaEvalTask, model_path: str, model_name: str, out_dir: Path, languages: list[str],
         base_dir: Path | None, baseline_dir: Path | None, gen: GenerationConfig) -> dict[str, Any]:
-    files = data_files(task.data, languages, base_dir)
+    files = one_file_each(data_files(task.data, languages, base_dir), "x_alpacaeval")
     with closing(engine_from_config(gen, model_path, batch_size=task.batch_size)) as engine:
         baseline = _baseline_files(task, languages, base_dir, baseline_dir)
         return _judged(task, engine, model_path, model_name, files, out_dir, baseline, base_dir, gen)
