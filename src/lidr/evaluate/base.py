@@ -73,13 +73,18 @@ def one_file_each(files: dict[str, list[Path]], task: str) -> dict[str, Path]:
     return {lang: paths[0] for lang, paths in files.items()}
 
 
+def as_paths(paths: Path | str | list[Path]) -> list[Path]:
+    """One file or a language's several files, as a list."""
+    return [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+
+
 def pooled_records(paths: list[Path]) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(location, id, record) over a language's files in order. The id is the record's own, or
     its row number (prefixed by the file's place in the list when there are several); an id
     seen twice is an error, since per-item comparisons between models match items by id."""
     seen: dict[str, str] = {}
     for i, path in enumerate(paths):
-        for row, (where, rec) in enumerate(read_records(Path(path))):
+        for row, (where, rec) in enumerate(read_records(path)):
             if rec.get("id") is not None:
                 item_id = str(rec["id"])
             else:

@@ -29,7 +29,7 @@ from lidr.config import ConfigError, FidelityTask, GatesConfig, GenerationConfig
 from lidr.data.prompts import DataError
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
 from lidr.engines import engine_from_config
-from lidr.evaluate.base import check_data, data_files, pooled_records, text_of, write_result
+from lidr.evaluate.base import as_paths, check_data, data_files, pooled_records, text_of, write_result
 from lidr.evaluate.stats import wilson_interval
 from lidr.stages.gates import is_degenerate
 from lidr.store import write_text_atomic
@@ -89,7 +89,7 @@ def _answer_form(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _load_prompts(paths: Path | list[Path]) -> list[dict[str, str]]:
-    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    paths = as_paths(paths)
     prompts = [{"id": item_id, "prompt": text_of(rec, where)} for where, item_id, rec in pooled_records(paths)]
     if not prompts:
         raise DataError(f"{', '.join(map(str, paths))}: no prompts")

@@ -29,7 +29,7 @@ from lidr.config import ConfigError, GatesConfig, GenerationConfig, MgsmTask
 from lidr.data.prompts import DataError
 from lidr.engines.base import ChatRequest, Engine, ProgressFn, Sampling
 from lidr.engines import engine_from_config
-from lidr.evaluate.base import check_data, data_files, pooled_records, text_of, write_result
+from lidr.evaluate.base import as_paths, check_data, data_files, pooled_records, text_of, write_result
 from lidr.evaluate.stats import wilson_interval
 from lidr.stages.gates import is_degenerate
 from lidr.store import write_text_atomic
@@ -60,7 +60,7 @@ def _gold_of(rec: dict[str, Any], where: str) -> str:
 def load_math_items(paths: Path | list[Path]) -> list[dict[str, str]]:
     """Math problems as {id, question, gold} from one file or several pooled (ids unique
     across them); the id is the record's own or its row number."""
-    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    paths = as_paths(paths)
     items = []
     for where, item_id, rec in pooled_records(paths):
         item = {"id": item_id, "question": text_of(rec, where), "gold": _gold_of(rec, where)}
