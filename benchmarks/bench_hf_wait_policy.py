@@ -7,8 +7,9 @@ torch's OpenMP threads spin while they wait unless told otherwise. On a 2-core m
 with another process (a test suite, a second run) spinning threads take the cores from each
 other. The variable is read once, when torch loads, so each measurement is its own process:
 a worker loads the bundled SmolLM2 with the hf engine (`--dtype auto`: bfloat16 on a CPU with
-AMX, float32 elsewhere; `--dtype float32`: the longer steps of a CPU without bf16), generates `--requests` greedy answers of `--tokens` new tokens at one
-batch, then times `--steps` forward+backward passes of batch 4 x 256 tokens (a training step's
+AMX, float32 elsewhere; `--dtype float32`: the longer steps of a CPU without bf16; `--engine ct2`:
+CTranslate2 in float32, generation only), generates `--requests` greedy answers of `--tokens` new
+tokens at one batch, then times `--steps` forward+backward passes of batch 4 x 256 tokens (a training step's
 work). Each setting (`--settings`: libgomp's default, `OMP_WAIT_POLICY=PASSIVE`, a short
 `GOMP_SPINCOUNT`) runs `--repeats` times with one worker alone and with two workers at once on
 the same cores (`--beside S`: the second worker at setting S, its own timings left out). Prints
@@ -32,14 +33,20 @@ from common import machine, median, save
 HERE = Path(__file__).resolve()
 
 
-def worker(n_requests: int, tokens: int, steps: int, dtype: str = "auto") -> dict[str, float]:
+def worker(n_requests: int, tokens: int, steps: int, dtype: str = "auto", engine_name: str = "hf") -> dict[str, float]:
     import torch
 
     from lidr.engines import ChatRequest, Sampling
-    from lidr.engines.hf import HFEngine
     from lidr.models import bundled_model_dir
 
-    engine = HFEngine(str(bundled_model_dir()), dtype=dtype, batch_size=n_requests)
+    if engine_name == "ct2":  # its own libgomp; it sets OMP_WAIT_POLICY=PASSIVE unless the variable is set
+        from lidr.engines.ct2 import CT2Engine
+
+        engine = CT2Engine(str(bundled_model_dir()), compute_type="float32", batch_size=n_requests, log=lambda _: None)
+    else:
+        from lidr.engines.hf import HFEngine
+
+        engine = HFEngine(str(bundled_model_dir()), dtype=dtype, batch_size=n_requests)
     questions = [json.loads(line)["question"] for line in
                  (HERE.parents[1] / "src/lidr/data/demo/heldout_math/es.jsonl").read_text(encoding="utf-8").splitlines()]
     reqs = [ChatRequest(f"q{i}", [{"role": "user", "content": questions[i % len(questions)]}], max_new_tokens=tokens)
@@ -47,6 +54,9 @@ def worker(n_requests: int, tokens: int, steps: int, dtype: str = "auto") -> dic
     t0 = time.perf_counter()
     out = engine.generate(reqs, Sampling())
     generate_s = time.perf_counter() - t0
+    if engine_name == "ct2":  # no training on this engine
+        return {"generate_s": generate_s, "tokens": sum(c.n_tokens for c in out), "train_s": 0.0,
+                "dtype": "ct2 float32"}
     model = engine.model.train()
     ids = torch.randint(0, model.config.vocab_size, (4, 256))
     t0 = time.perf_counter()
@@ -70,7 +80,7 @@ def run_setting(setting: str, parallel: int, args: argparse.Namespace) -> list[d
     """The timings of `parallel` workers at `setting` run at once; with `--beside`, the second
     worker runs at that setting instead and only the first one's timings are returned."""
     cmd = [sys.executable, str(HERE), "--worker", "--requests", str(args.requests), "--tokens", str(args.tokens),
-           "--steps", str(args.steps), "--dtype", args.dtype]
+           "--steps", str(args.steps), "--dtype", args.dtype, "--engine", args.engine]
     settings = [setting] + [args.beside or setting] * (parallel - 1)
     procs = [subprocess.Popen(cmd, env=worker_env(s), stdout=subprocess.PIPE, text=True) for s in settings]
     results = []
@@ -91,13 +101,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="the hf engine's dtype; float32 has the longer steps of a CPU without bf16")
+    ap.add_argument("--engine", default="hf", choices=["hf", "ct2"],
+                    help="ct2: CTranslate2 in float32, generation only (unset = its own OMP_WAIT_POLICY=PASSIVE)")
     ap.add_argument("--settings", default="unset,OMP_WAIT_POLICY=PASSIVE,GOMP_SPINCOUNT=10000",
                     help="comma-separated: unset, or VAR=VALUE for the worker's environment")
     ap.add_argument("--beside", help="the second of two workers at once runs at this setting (e.g. unset: beside a "
                                      "process that keeps the default); writes hf_wait_policy_beside_<it>.json")
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.requests, args.tokens, args.steps, args.dtype)), flush=True)
+        print(json.dumps(worker(args.requests, args.tokens, args.steps, args.dtype, args.engine)), flush=True)
         return
     info = machine() | {"cpu_flags": cpu_flags()}
     print(f"machine: {info['cpu']}, {info['cores']} cores, flags {' '.join(info['cpu_flags'])}", flush=True)
@@ -116,9 +128,11 @@ def main() -> None:
         base = table[f"{settings[0]}, {parallel} at once"]
         for setting in settings[1:]:
             other = table[f"{setting}, {parallel} at once"]
+            train = f", train {base['train_s'] / other['train_s']:.2f}x" if other["train_s"] else ""
             print(f"{parallel} at once, time {settings[0]} / {setting}: generate "
-                  f"{base['generate_s'] / other['generate_s']:.2f}x, train {base['train_s'] / other['train_s']:.2f}x")
+                  f"{base['generate_s'] / other['generate_s']:.2f}x{train}")
     name = ("hf_wait_policy" + (f"_{args.dtype}" if args.dtype != "auto" else "")
+            + ("_ct2" if args.engine == "ct2" else "")
             + (f"_beside_{args.beside.replace('=', '_')}" if args.beside else ""))
     path = save(name, {"machine": info, "args": vars(args), "settings": table})
     print(f"written {path}")

@@ -42,6 +42,8 @@ def require_ctranslate2() -> Any:
     # are busy with other work (a test suite, a second run) that made decoding 10x slower or
     # worse on 2 cores. Passive waiting costs little when the cores are idle
     # (benchmarks/RESULTS.md); a value the user set is kept. Read once, when the library loads.
+    # Under the `lidr` command GOMP_SPINCOUNT=10000 (lidr/cli.py) overrides this policy in
+    # CTranslate2's libgomp too: measured the same speed, alone and beside other work.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import ctranslate2
