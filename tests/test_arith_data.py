@@ -21,7 +21,8 @@ from lidr.evaluate.tasks.mgsm import load_math_items
 ARITH = Path(__file__).resolve().parents[1] / "src" / "lidr" / "data" / "arith"
 SPEC = yaml.safe_load((ARITH / "spec.yaml").read_text(encoding="utf-8"))
 LANGS = ["en", "es", "fr", "de", "ru"]
-MIN_SIZES = {"train_1": 300, "train_2": 300, "dev": 150, "test": 300, "dev_2": 150}
+MIN_SIZES = {"train_1": 300, "train_2": 300, "dev": 150, "test": 300, "dev_2": 150, "train_3": 300, "train_4": 300}
+TRAIN = ("train_1", "train_2", "train_3", "train_4")
 
 
 def rows(split, lang):
@@ -69,7 +70,7 @@ def test_gold_answers_recomputed_from_the_numbers():
 def test_template_groups_are_disjoint_and_large_enough():
     used = {split: Counter(r["template"] for r in rows(split, "en")) for split in MIN_SIZES}
     held_out = ("dev", "test", "dev_2")
-    groups = {"train": set(used["train_1"]) | set(used["train_2"])} | {s: set(used[s]) for s in held_out}
+    groups = {"train": set().union(*(used[t] for t in TRAIN))} | {s: set(used[s]) for s in held_out}
     for a, b in itertools.combinations(groups, 2):
         assert not groups[a] & groups[b], (a, b)
     assert len(groups["train"]) >= 12 and len(groups["test"]) >= 6
@@ -79,7 +80,7 @@ def test_template_groups_are_disjoint_and_large_enough():
     for lang in LANGS:
         def skeletons(*splits):
             return {re.sub(r"\d+", "N", r["question"]) for s in splits for r in rows(s, lang)}
-        sk = {"train": skeletons("train_1", "train_2")} | {s: skeletons(s) for s in held_out}
+        sk = {"train": skeletons(*TRAIN)} | {s: skeletons(s) for s in held_out}
         for a, b in itertools.combinations(sk, 2):
             assert not sk[a] & sk[b], (lang, a, b)
 
@@ -87,8 +88,9 @@ def test_template_groups_are_disjoint_and_large_enough():
 def test_training_blocks_are_different_problems():
     keys = {split: {(r["template"], json.dumps(r["numbers"]), json.dumps(r["slots"])) for r in rows(split, "en")}
             for split in MIN_SIZES}
-    assert len(keys["train_1"]) == len(rows("train_1", "en"))
-    assert not keys["train_1"] & keys["train_2"]
+    for a, b in itertools.combinations(TRAIN, 2):
+        assert len(keys[a]) == len(rows(a, "en"))
+        assert not keys[a] & keys[b], (a, b)
 
 
 def test_questions_have_no_unfilled_placeholder():
