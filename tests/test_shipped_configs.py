@@ -155,3 +155,54 @@ def test_the_language_pairs_run_is_the_auto_test_run_with_them_for_two_iteration
     assert changes == {"pairs.language_pairs": True, "pairs.language_pairs_min_ratio": 0.5}
     assert run.max_iterations == 2 and run.prompts == base.prompts
     assert run.evaluation.tasks == base.evaluation.tasks[:2]
+
+
+POOLED_RUN = CONFIGS / "evidence_arith_chosen_auto_pooled.yaml"
+ON_POOLED = {
+    "evidence_seed": {},  # the seed is set with --set training.seed=N
+    "evidence_beta0.5": {"training.beta": 0.5},
+    "evidence_beta0.02": {"training.beta": 0.02},
+    "evidence_prompts600": {},  # its change is its prompt block, checked below
+}
+
+
+def _pooled_scope_changes(base, variant) -> dict:
+    scope = {"name", "iterations", "max_iterations", "stopping", "prompts", "evaluation.tasks"}
+    differ = diff_configs(base.model_dump(mode="json"), variant.model_dump(mode="json"))
+    return {k: _get(variant.model_dump(mode="json"), k) for k in differ
+            if not (k in scope or k.split(".")[0] in scope)}
+
+
+@pytest.mark.parametrize("name", sorted(ON_POOLED))
+def test_an_ablation_on_the_pooled_split_makes_its_one_change_to_iteration_1(name):
+    """Read against iteration 1 of the pooled run (copied with --reuse) on dev + dev_2 pooled:
+    the one setting named, and only the pooled dev task, never a test split."""
+    base = load_config(POOLED_RUN)[0]
+    variant = load_config(CONFIGS / "ablations" / "on_pooled" / f"{name}.yaml")[0]
+    assert _pooled_scope_changes(base, variant) == ON_POOLED[name]
+    assert variant.iterations == 1 and variant.evaluation.tasks == base.evaluation.tasks[:1]
+    if name == "evidence_prompts600":
+        # Twice the prompts: the pooled run's two training blocks, read in one iteration.
+        assert variant.prompts_for(1).mix == [base.prompts_for(1), base.prompts_for(2)]
+    else:
+        assert variant.prompts_for(1) == base.prompts_for(1)
+
+
+def test_the_600_prompt_run_is_the_pooled_run_with_two_blocks_per_iteration(tmp_path):
+    """configs/evidence_arith_prompts600_auto_pooled.yaml: blocks 1+2, then 3+4 (600 distinct
+    problems per language each), iteration 1 the ablation's, the README's off-target guard; its
+    only other change to the pooled run is that it reads the pooled dev split alone."""
+    base = load_config(POOLED_RUN)[0]
+    run, run_dir = load_config(CONFIGS / "evidence_arith_prompts600_auto_pooled.yaml")
+    assert _pooled_scope_changes(base, run) == {}
+    assert run.prompts_for(1) == load_config(CONFIGS / "ablations" / "on_pooled" / "evidence_prompts600.yaml")[0].prompts_for(1)
+    assert [s.path for s in run.prompts_for(2).mix] == [f"bundled:arith/train_{k}/{{lang}}.jsonl" for k in (3, 4)]
+    assert run.stopping.model_dump(exclude={"guards"}) == base.stopping.model_dump(exclude={"guards"})
+    assert [(g.task, g.metric, g.max_loss) for g in run.stopping.guards] == [("dev_pooled", "off_target", 0.10)]
+    assert run.evaluation.tasks == base.evaluation.tasks[:1]
+    pipe = Pipeline(run, tmp_path / "run", run_dir)
+    pipe.prepare()
+    first, second = pipe.plans
+    assert {len(v) for v in first.prompts.values()} == {len(v) for v in second.prompts.values()} == {600}
+    assert not {p.id for p in first.prompts["es"]} & {p.id for p in second.prompts["es"]}
+    assert len({p.text for plan in pipe.plans for p in plan.prompts["es"]}) == 1200
