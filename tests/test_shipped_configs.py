@@ -51,13 +51,17 @@ def test_each_ablation_changes_one_section_of_the_evidence_run(path):
     assert [t.name for t in abl.evaluation.tasks] == ["dev"]
 
 
+def _changed(base, variant, scope) -> dict:
+    """The settings `variant` changes against `base` (configs), with their new values; the keys
+    in `scope` (how a run is scoped, not what it tests) left out."""
+    old, new = base.model_dump(mode="json"), variant.model_dump(mode="json")
+    return {k: _get(new, k) for k in diff_configs(old, new) if k not in scope}
+
+
 def _changes(path: Path) -> dict:
     """The settings an ablation changes against the evidence run (scope keys aside)."""
-    base = load_config(CONFIGS / "evidence_arith.yaml")[0].model_dump(mode="json")
-    abl = load_config(path)[0].model_dump(mode="json")
-    scope = {"name", "iterations", "prompts", "evaluation.tasks"}
-    return {k: abl_value for k in diff_configs(base, abl) if k not in scope
-            for abl_value in [_get(abl, k)]}
+    base, abl = load_config(CONFIGS / "evidence_arith.yaml")[0], load_config(path)[0]
+    return _changed(base, abl, {"name", "iterations", "prompts", "evaluation.tasks"})
 
 
 def _get(data: dict, dotted: str):
@@ -135,9 +139,7 @@ def test_a_variant_of_the_auto_test_run_makes_its_one_change(name):
     only, on dev, and one setting changed, so what differs from that run's M1 is that setting."""
     base = load_config(CONFIGS / "evidence_arith_auto_test.yaml")[0]
     variant = load_config(CONFIGS / f"{name}.yaml")[0]
-    scope = {"name", "max_iterations", "prompts", "evaluation.tasks"}
-    differ = diff_configs(base.model_dump(mode="json"), variant.model_dump(mode="json"))
-    changes = {k: _get(variant.model_dump(mode="json"), k) for k in differ if k not in scope}
+    changes = _changed(base, variant, {"name", "max_iterations", "prompts", "evaluation.tasks"})
     assert changes == AUTO_TEST_VARIANTS[name]
     assert variant.max_iterations == 1 and variant.prompts_for(1) == base.prompts_for(1)
     assert [t.name for t in variant.evaluation.tasks] == ["dev", "chat_dev"]
@@ -150,8 +152,7 @@ def test_the_language_pairs_run_is_the_auto_test_run_with_them_for_two_iteration
     is read once afterwards, not by the run)."""
     base = load_config(CONFIGS / "evidence_arith_auto_test.yaml")[0]
     run = load_config(CONFIGS / "evidence_arith_auto_language_pairs_ratio.yaml")[0]
-    differ = diff_configs(base.model_dump(mode="json"), run.model_dump(mode="json"))
-    changes = {k: _get(run.model_dump(mode="json"), k) for k in differ if k not in ("name", "evaluation.tasks")}
+    changes = _changed(base, run, {"name", "evaluation.tasks"})
     assert changes == {"pairs.language_pairs": True, "pairs.language_pairs_min_ratio": 0.5}
     assert run.max_iterations == 2 and run.prompts == base.prompts
     assert run.evaluation.tasks == base.evaluation.tasks[:2]
@@ -167,10 +168,8 @@ ON_POOLED = {
 
 
 def _pooled_scope_changes(base, variant) -> dict:
-    scope = {"name", "iterations", "max_iterations", "stopping", "prompts", "evaluation.tasks"}
-    differ = diff_configs(base.model_dump(mode="json"), variant.model_dump(mode="json"))
-    return {k: _get(variant.model_dump(mode="json"), k) for k in differ
-            if not (k in scope or k.split(".")[0] in scope)}
+    scope = {"name", "iterations", "max_iterations", "stopping", "stopping.guards", "prompts", "evaluation.tasks"}
+    return _changed(base, variant, scope)
 
 
 @pytest.mark.parametrize("name", sorted(ON_POOLED))
