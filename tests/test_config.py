@@ -219,3 +219,42 @@ def test_question_is_the_prompt_placeholder_too():
             evaluation={"tasks": [{**MGSM, "template": "{prompt} ({language})"}]})
     assert c.generation.task_template == "{question} ({language})"
     assert c.evaluation.tasks[0].template == "{prompt} ({language})"
+
+
+def test_one_iteration_may_change_its_own_stage_settings():
+    """`per_iteration.T`: iteration T's translation, pairs and training settings over the
+    run's (the rest of each section kept); every other iteration runs with the run's."""
+    c = cfg(iterations=3, pairs={"gates": {"min_langid_chars": 10}},
+            per_iteration={2: {"pairs": {"max_opening_share": 0.1, "gates": {"cut_off_native_rejected": "keep"}},
+                               "training": {"learning_rate": 1e-5}}})
+    second = c.at_iteration(2)
+    assert (second.pairs.max_opening_share, second.pairs.gates.cut_off_native_rejected) == (0.1, "keep")
+    assert second.pairs.gates.min_langid_chars == 10 and second.training.learning_rate == 1e-5
+    assert second.training.beta == c.training.beta and second.per_iteration == {}
+    for t in (1, 3):
+        assert c.at_iteration(t) is c and c.pairs.max_opening_share is None
+    assert c.per_iteration[2].settings() == {"pairs.max_opening_share": 0.1,
+                                            "pairs.gates.cut_off_native_rejected": "keep",
+                                            "training.learning_rate": 1e-5}
+
+
+@pytest.mark.parametrize("per_iteration, words", [
+    ({3: {"pairs": {"dominant_pairs": False}}}, "per_iteration.3: this run has iterations 1 to 2"),
+    ({2: {"pairs": {"max_opening_share": 1.5}}}, "per_iteration.2.pairs.max_opening_share: Input should be less than 1"),
+    ({2: {"pairs": {"gates": {"cut_off": "keep"}}}}, "per_iteration.2.pairs.gates.cut_off: unknown key"),
+    ({2: {"generation": {"max_new_tokens": 3}}}, "per_iteration.2.generation: unknown key"),
+    ({2: {"translation": {"examples": "x.jsonl"}}}, "per_iteration.2.translation.examples: read once for the whole run"),
+    ({2: {"training": {"report_to": "wandb"}}}, "per_iteration.2.training.report_to: read once"),
+])
+def test_bad_settings_of_one_iteration_name_the_key(per_iteration, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        cfg(per_iteration=per_iteration)
+
+
+def test_set_reaches_the_settings_of_one_iteration(tmp_path):
+    """`--set per_iteration.2.pairs...` adds to the YAML's `2:` entry, not a second one."""
+    path = tmp_path / "c.yaml"
+    path.write_text("prompts:\n  - path: data/{lang}.jsonl\nper_iteration:\n  2:\n    training: {seed: 7}\n",
+                    encoding="utf-8")
+    c, _ = load_config(path, ["per_iteration.2.pairs.max_opening_share=0.2"])
+    assert c.per_iteration[2].settings() == {"pairs.max_opening_share": 0.2, "training.seed": 7}

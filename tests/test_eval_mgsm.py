@@ -12,6 +12,7 @@ from lidr.data.prompts import DataError, resolve_path
 from lidr.evaluate.tasks.mgsm import _score, evaluate_mgsm, load_math_items, write_outputs
 from lidr.report_stats import load_items
 from lidr.stages.gates import is_degenerate
+from lidr.text.quality import letters
 from lidr.store import read_json
 from lidr.text.templates import TEMPLATE_PRESETS as MATH_TEMPLATES
 from lidr.text.templates import render, resolve_template
@@ -108,11 +109,14 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
     for row in rows:
         assert set(row) == {"id", "language", "question", "gold", "response", "extracted", "correct",
                             "detected_language", "off_target", "correct_in_language", "finish_reason",
-                            "degenerate", "gold_in_question", "correct_no_echo"}
+                            "degenerate", "gold_in_question", "correct_no_echo", "unidentified",
+                            "off_target_identified"}
         assert row["off_target"] == (row["detected_language"] != row["language"])
         assert row["degenerate"] == is_degenerate(row["response"], GatesConfig())
         assert row["correct_in_language"] == (row["correct"] and not row["off_target"])
         assert row["correct_no_echo"] == (row["correct_in_language"] and not row["gold_in_question"])
+        assert row["unidentified"] == (letters(row["response"]) < 30)
+        assert row["off_target_identified"] == (row["off_target"] and not row["unidentified"])
         assert row["finish_reason"] in ("stop", "length")
     # The gold answers of MGSM's first three problems, read off the data set by hand.
     assert [r["gold"] for r in rows] == ["18", "3", "70000"] * 3
@@ -132,6 +136,7 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
         assert stats["off_target_degenerate"] == sum(r["off_target"] and r["degenerate"] for r in mine)
         assert stats["accuracy_no_echo"] == pytest.approx(sum(r["correct_no_echo"] for r in mine) / 3)
         assert stats["gold_in_question"] == sum(r["gold_in_question"] for r in mine)
+        assert stats["unidentified"] == pytest.approx(sum(r["unidentified"] for r in mine) / 3)
 
 
 def test_mgsm_scores_known_outcomes(engine, tmp_path):
@@ -170,6 +175,34 @@ def test_loops_are_counted_apart_from_off_target(tmp_path):
     old = _write_jsonl(tmp_path / "old.jsonl", [{k: v for k, v in r.items() if k != "degenerate"} for r in rows])
     outcomes, problems = load_items(old)
     assert not problems and outcomes["fr"]["degenerate"] == {"1": 1, "2": 0, "3": 0}
+
+
+def test_answers_too_short_to_identify_are_counted_apart(tmp_path):
+    """The identifier reads the ten-word French answer frame "La question est: 6 + 4 = 12." as
+    English (41 of one M1's 63 French off-target test answers were such frames): answers under
+    30 letters, where it is unreliable, are `unidentified`, and `off_target_identified` counts
+    only the off-target answers long enough to trust."""
+    item = {"id": "1", "question": "Marie a 6 pommes et en achète 4. Combien en a-t-elle ?", "gold": "10"}
+    frame = _score(item, "fr", "La question est: 6 + 4 = 10.", "stop")
+    number = _score({**item, "id": "2"}, "fr", "10", "stop")
+    english = _score({**item, "id": "3"}, "fr", "Marie has 6 apples and buys 4 more, so she has 10 apples now.", "stop")
+    french = _score({**item, "id": "4"}, "fr", "Marie a 6 pommes et en achète 4, donc elle a 10 pommes maintenant.",
+                    "stop")
+    rows = [frame, number, english, french]
+    assert [r["off_target"] for r in rows] == [True, True, True, False]
+    assert [r["unidentified"] for r in rows] == [True, True, False, False]
+    assert [r["off_target_identified"] for r in rows] == [False, False, True, False]
+
+    stats = write_outputs(tmp_path, {"fr": rows}, "m")["languages"]["fr"]
+    assert (stats["off_target"], stats["unidentified"], stats["off_target_identified"]) == (0.75, 0.5, 0.25)
+    assert stats["off_target_identified_ci"][0] < 0.25 < stats["off_target_identified_ci"][1]
+    # A file saved before the keys existed: the report derives them from the responses.
+    saved = [json.loads(line) for line in (tmp_path / "mgsm_generations.jsonl").read_text().splitlines()]
+    old = _write_jsonl(tmp_path / "old.jsonl", [{k: v for k, v in r.items()
+                                                 if k not in ("unidentified", "off_target_identified")} for r in saved])
+    outcomes, problems = load_items(old)
+    assert not problems and outcomes["fr"]["unidentified"] == {"1": 1, "2": 1, "3": 0, "4": 0}
+    assert outcomes["fr"]["off_target_identified"] == {"1": 0, "2": 0, "3": 1, "4": 0}
 
 
 def test_an_answer_that_repeats_the_question_is_not_counted_as_solved(tmp_path):

@@ -211,6 +211,35 @@ def test_dominant_ratio_caps_english_pairs_in_a_real_run(old_run, translating_mo
     assert stats["gates"]["dominant_ratio"] == sum(p["via_language"] is not None for p in before) - sum(via.values())
 
 
+def test_settings_of_one_iteration_change_that_iteration_alone(old_run, translating_model_dir):
+    """`per_iteration: {2: ...}` changes iteration 2's pairs only: iteration 1 whole (M1 too)
+    and iteration 2's answers and translations are the old run's, copied, and iteration 2's
+    pairs follow the setting (no English pairs) where iteration 1's keep theirs."""
+    import pyarrow.parquet as pq
+
+    tmp, prompts = old_run
+    a, b = tmp / "a", tmp / "it2_only"
+    cfg = write_config(tmp / "it2_only.yaml", translating_model_dir, prompts, evaluation=EVAL,
+                       per_iteration={2: {"pairs": {"dominant_pairs": False}}})
+    dry = lidr("run", str(cfg), "-o", str(b), "--reuse", str(a), "--dry-run")
+    assert "iteration 2 changes: pairs.dominant_pairs=False" in dry.stdout, dry.stdout
+    done = lidr("run", str(cfg), "-o", str(b), "--reuse", str(a))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert read_json(b / "reused.json")["copied"] == [
+        "M0 dev", "iteration 1 responses", "iteration 1 translations", "iteration 1 pairs", "iteration 1 train (M1)",
+        "M1 dev", "iteration 2 responses", "iteration 2 translations"]
+
+    def languages(run, t):
+        return {p["language"] for p in pq.read_table(run / f"iter_{t}" / "pairs" / "pairs.parquet").to_pylist()}
+
+    assert "en" in languages(a, 2) and "en" in languages(b, 1)
+    assert languages(b, 2) == languages(a, 2) - {"en"}
+    weights = "iter_{}/model/model.safetensors"
+    assert (b / weights.format(1)).read_bytes() == (a / weights.format(1)).read_bytes()
+    assert (b / weights.format(2)).read_bytes() != (a / weights.format(2)).read_bytes()
+    assert yaml.safe_load((b / "config.yaml").read_text())["per_iteration"]["2"]["pairs"] == {"dominant_pairs": False}
+
+
 def assert_trained_and_reported(run_dir, n_pairs, stats, key, header):
     """Training took every pair, and the report's pairs table has a column `header` with each
     language's `key` count after its kept count."""

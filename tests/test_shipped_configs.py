@@ -164,6 +164,7 @@ ON_POOLED = {
     "evidence_beta0.5": {"training.beta": 0.5},
     "evidence_beta0.02": {"training.beta": 0.02},
     "evidence_prompts600": {},  # its change is its prompt block, checked below
+    "evidence_prompts1200": {},
 }
 
 
@@ -183,6 +184,10 @@ def test_an_ablation_on_the_pooled_split_makes_its_one_change_to_iteration_1(nam
     if name == "evidence_prompts600":
         # Twice the prompts: the pooled run's two training blocks, read in one iteration.
         assert variant.prompts_for(1).mix == [base.prompts_for(1), base.prompts_for(2)]
+    elif name == "evidence_prompts1200":
+        # Four times the prompts: the 600-prompt run's two iterations' blocks in one.
+        run600 = load_config(CONFIGS / "evidence_arith_prompts600_auto_pooled.yaml")[0]
+        assert variant.prompts_for(1).mix == run600.prompts_for(1).mix + run600.prompts_for(2).mix
     else:
         assert variant.prompts_for(1) == base.prompts_for(1)
 
@@ -205,3 +210,16 @@ def test_the_600_prompt_run_is_the_pooled_run_with_two_blocks_per_iteration(tmp_
     assert {len(v) for v in first.prompts.values()} == {len(v) for v in second.prompts.values()} == {600}
     assert not {p.id for p in first.prompts["es"]} & {p.id for p in second.prompts["es"]}
     assert len({p.text for plan in pipe.plans for p in plan.prompts["es"]}) == 1200
+
+
+def test_the_600_prompt_run_with_pair_settings_of_its_own_in_iteration_2():
+    """configs/evidence_arith_prompts600_it2_keep.yaml: the 600-prompt run with, in iteration 2
+    only, the answer-frame cap and the pairs against loops kept; iteration 1 is the same."""
+    base = load_config(CONFIGS / "evidence_arith_prompts600_auto_pooled.yaml")[0]
+    run = load_config(CONFIGS / "evidence_arith_prompts600_it2_keep.yaml")[0]
+    assert set(_changed(base, run, {"name"})) == {"per_iteration.2"}
+    assert run.per_iteration[2].settings() == {"pairs.max_opening_share": 0.1,
+                                               "pairs.gates.cut_off_native_rejected": "keep"}
+    assert run.model_copy(update={"per_iteration": {}, "name": base.name}) == base
+    assert set(_changed(base, run.at_iteration(2), {"name"})) == {"pairs.max_opening_share",
+                                                                   "pairs.gates.cut_off_native_rejected"}

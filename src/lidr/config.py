@@ -420,7 +420,7 @@ class MgsmTask(EvalTask):
         "mgsm: a preset (mgsm, paper_math) or a template with {prompt} (or {question}) and optionally {language}"))
 
     metrics: ClassVar[tuple[str, ...] | None] = ("accuracy", "accuracy_in_language", "accuracy_no_echo", "off_target",
-                                                 "degenerate")
+                                                 "off_target_identified", "unidentified", "degenerate")
 
     @field_validator("template")
     @classmethod
@@ -586,6 +586,56 @@ def _check_rule_task(cfg: RunConfig, where: str, label: str, metric: str) -> Non
                          f"{cfg.languages} (its languages: {task.languages})")
 
 
+# The sections whose settings one iteration may change (`per_iteration`), and the keys in
+# them that are read once per run, before any iteration, and so cannot differ by iteration.
+ITERATION_SECTIONS = ("translation", "pairs", "training")
+RUN_LEVEL_KEYS = ("translation.examples", "pairs.translation_task_ids", "training.report_to",
+                  "training.accelerate_config")
+
+
+class IterationSettings(_Section):
+    """`per_iteration.T:` the settings of iteration T's translation, pairs and training that
+    differ from the run's, e.g. a gate only the second iteration needs. Partial sections: a
+    key not given keeps the run's value."""
+
+    translation: dict[str, Any] | None = None
+    pairs: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """What it sets, as dotted keys."""
+        return _flat(self.model_dump(exclude_none=True))
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on `base`, mapping into mapping; any other value replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def iteration_view(data: dict[str, Any], t: int) -> dict[str, Any]:
+    """A config dict as iteration t's stages read it: its `per_iteration` entry for t (saved
+    configs key it "2", configs in YAML 2) merged over the run's sections, and no
+    `per_iteration` left."""
+    table = data.get("per_iteration") or {}
+    over = table.get(t) or table.get(str(t)) or {}
+    view = {k: v for k, v in data.items() if k != "per_iteration"}
+    for section, values in over.items():
+        if values:
+            view[section] = _merged(view.get(section) or {}, values)
+    return view
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys: {"pairs.gates.cut_off_native_rejected": "keep"}."""
+    flat: dict[str, Any] = {}
+    for k, v in values.items():
+        flat.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return flat
+
+
 class RunConfig(_Section):
     name: str | None = None
     model: str = BUNDLED_MODEL
@@ -604,6 +654,9 @@ class RunConfig(_Section):
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    # Iteration number -> the translation, pairs or training settings that iteration changes
+    # (`IterationSettings`); every other iteration runs with the sections above.
+    per_iteration: dict[int, IterationSettings] = Field(default_factory=dict)
 
     @field_validator("iterations", mode="before")
     @classmethod
@@ -658,6 +711,7 @@ class RunConfig(_Section):
                 "name each model's path) or set serve_command (a server per model)"
             )
         self._check_samples()
+        self._check_per_iteration()
         for i, block in enumerate(self.prompts):
             for j, src in enumerate(block.sources):
                 where = f"prompts[{i}]" + (f".mix[{j}]" if isinstance(block, PromptMix) else "")
@@ -685,6 +739,25 @@ class RunConfig(_Section):
                     key = f"{where}.samples" if src.samples else "generation.samples"
                     raise ValueError(f"pairs.gates.agreement {agreement} counts the answers to one prompt that "
                                      f"agree, but {key} is {n}; set samples to at least {agreement}")
+
+    def _check_per_iteration(self) -> None:
+        for t, over in self.per_iteration.items():
+            where = f"per_iteration.{t}"
+            if not 1 <= t <= self.last_iteration:
+                raise ValueError(f"{where}: this run has iterations 1 to {self.last_iteration}")
+            fixed = [k for k in over.settings() if k in RUN_LEVEL_KEYS]
+            if fixed:
+                raise ValueError(f"{where}.{fixed[0]}: read once for the whole run; set it at the top level")
+            try:
+                self.at_iteration(t)
+            except ValidationError as err:
+                raise ValueError("; ".join(f"{where}.{m}" for m in _error_messages(err))) from None
+
+    def at_iteration(self, t: int) -> RunConfig:
+        """The config iteration t's stages run with: the run's, with `per_iteration[t]` over it."""
+        if t not in self.per_iteration:
+            return self
+        return RunConfig.model_validate(iteration_view(self.model_dump(mode="json"), t))
 
     @property
     def max_samples(self) -> int:
@@ -714,6 +787,11 @@ def _error_key(loc: tuple[Any, ...]) -> str:
 
 
 def _format_error(err: ValidationError, source: str) -> str:
+    return f"invalid config {source}: " + "; ".join(_error_messages(err))
+
+
+def _error_messages(err: ValidationError) -> list[str]:
+    """One "key: what is wrong" per error."""
     parts = []
     for e in err.errors():
         key = _error_key(e["loc"]) or "(top level)"
@@ -727,7 +805,7 @@ def _format_error(err: ValidationError, source: str) -> str:
         elif "input" in e and not isinstance(e["input"], (dict, list)):
             msg = f"{msg} (got {e['input']!r})"
         parts.append(f"{key}: {msg}")
-    return f"invalid config {source}: " + "; ".join(parts)
+    return parts
 
 
 def parse_config(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
@@ -766,6 +844,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 part = int(part)
             elif not isinstance(node, dict):
                 raise ConfigError(f"--set {item!r}: {where} is a {type(node).__name__}, not a mapping")
+            elif part.isdigit() and part not in node and int(part) in node:
+                part = int(part)  # YAML's `per_iteration: {2: ...}` keys are numbers
             if last:
                 node[part] = value
             else:

@@ -46,6 +46,7 @@ class IterationPlan:
     t: int
     prompts: dict[str, list[Prompt]]
     run_dir: Path
+    cfg: RunConfig  # the run's config with this iteration's `per_iteration` settings
 
     def stage_dir(self, stage: str) -> Path:
         return rundir.stage_dir(self.run_dir, self.t, stage)
@@ -85,12 +86,13 @@ class Pipeline:
             from lidr.stages.train_launch import accelerate_config_path
 
             accelerate_config_path(cfg.training.accelerate_config, self.base_dir)
-        if cfg.training.lora.enabled:
-            train.lora_config(cfg.training)  # PEFT installed?
         tracking.check(cfg.training.report_to)
         for t in range(1, cfg.last_iteration + 1):
             prompts = load_aligned(cfg.prompts_for(t), cfg.all_languages, self.base_dir, cfg.limit)
-            self.plans.append(IterationPlan(t, prompts, self.run_dir))
+            self.plans.append(IterationPlan(t, prompts, self.run_dir, cfg.at_iteration(t)))
+        for training in {p.cfg.training.lora.enabled: p.cfg.training for p in self.plans}.values():
+            if training.lora.enabled:
+                train.lora_config(training)  # PEFT installed?
         for task in cfg.evaluation.tasks:
             check_task(task, cfg.all_languages, self.base_dir, self.gen)
         if cfg.translation.examples:
@@ -184,7 +186,7 @@ class Pipeline:
 
     def _write_cards(self, t: int) -> None:
         if self.worker.is_main:
-            cards.write_iteration_cards(self.run_dir, self.cfg, t, self.base_dir, log=self.console.log)
+            cards.write_iteration_cards(self.run_dir, self.cfg.at_iteration(t), t, self.base_dir, log=self.console.log)
 
     def _iteration(self, plan: IterationPlan, model_in: str) -> None:
         cfg, t = self.cfg, plan.t
@@ -215,8 +217,8 @@ class Pipeline:
             engine_factory, Sampling(g.temperature, g.top_p, g.repetition_penalty, cfg.seed + plan.t),
             generate.response_record, lambda rows: {"languages": generate.response_stats(rows)})
 
-    def _task_ids(self, responses: list[dict[str, Any]]) -> set[str]:
-        p = self.cfg.pairs
+    def _task_ids(self, plan: IterationPlan, responses: list[dict[str, Any]]) -> set[str]:
+        p = plan.cfg.pairs
         return pairs.translation_task_ids(responses, self.task_ids, p.detect_translation_tasks)
 
     def _math_ids(self, plan: IterationPlan) -> frozenset[str]:
@@ -226,20 +228,20 @@ class Pipeline:
     def _agreement_drops(self, plan: IterationPlan, responses: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
         """Answers whose pairs the agreement gate drops in every language, whatever their
         translations: they are not translated, and the pairs stage counts them under the gate."""
-        gates = self.cfg.pairs.gates
+        gates = plan.cfg.pairs.gates
         if not (gates.enabled and gates.agreement):
             return {}
         answers = disagreeing_answers(responses, self.cfg.dominant_language, self._math_ids(plan), gates.agreement)
         return dict.fromkeys(answers, "agreement")
 
     def _translate(self, plan: IterationPlan, engine_factory: Callable) -> None:
-        cfg, tc = self.cfg, self.cfg.translation
+        cfg, tc = plan.cfg, plan.cfg.translation
 
         def requests() -> list:
             responses = read_stage(plan.stage_dir("responses"))
             gates = cfg.pairs.gates  # they drop a looping translation: no use generating all of it
             return translate.translation_requests(responses, cfg.dominant_language, cfg.languages,
-                                                  self._task_ids(responses), tc.length_factor, tc.max_new_tokens,
+                                                  self._task_ids(plan, responses), tc.length_factor, tc.max_new_tokens,
                                                   stop_on_loop=gates.enabled and gates.degenerate,
                                                   examples=self.translation_examples,
                                                   skip_answers=self._agreement_drops(plan, responses).keys(),
@@ -252,14 +254,14 @@ class Pipeline:
             lambda rows: {"directions": translate.translation_stats(rows)})
 
     def _pairs(self, plan: IterationPlan) -> None:
-        cfg, out = self.cfg, plan.stage_dir("pairs")
+        cfg, out = plan.cfg, plan.stage_dir("pairs")
         if self._nothing_to_do(out, f"pairs of iteration {plan.t}"):
             return
         t0 = time.perf_counter()
         responses = read_stage(plan.stage_dir("responses"))
         translations = read_stage(plan.stage_dir("translations"))
         rows, stats = pairs.build_pairs(
-            responses, translations, cfg.dominant_language, cfg.languages, self._task_ids(responses),
+            responses, translations, cfg.dominant_language, cfg.languages, self._task_ids(plan, responses),
             cfg.pairs.translation_tasks, cfg.pairs.dominant_pairs, skipped=self._agreement_drops(plan, responses))
         gates = cfg.pairs.gates
         task_of = {p.id: p.task for p in plan.prompts[cfg.dominant_language]}
@@ -305,11 +307,11 @@ class Pipeline:
         """xx pairs a sampled retry of their translation gives where the first did not
         (`translation.retries`, stages/retries.py); counted per language as `translation_retries`
         (their first translation's drop stays counted under its reason)."""
-        cfg = self.cfg
+        cfg = plan.cfg
 
         def pairs_from(trans: list[dict]) -> list[dict]:
             built, _ = pairs.build_pairs(responses, trans, cfg.dominant_language, cfg.languages,
-                                         self._task_ids(responses), cfg.pairs.translation_tasks,
+                                         self._task_ids(plan, responses), cfg.pairs.translation_tasks,
                                          cfg.pairs.dominant_pairs, skipped=self._agreement_drops(plan, responses))
             return apply_gates(built, cfg.pairs.gates, math=self._math_ids(plan), agreement=agreement)[0]
 
@@ -352,13 +354,14 @@ class Pipeline:
         tracking.clear_train_logs(self.run_dir, plan.t)
         track = {"log_dir": tracking.train_log_dir(self.run_dir, plan.t),
                  "run_name": f"{self.run_dir.name}-iter{plan.t}"}
-        if self.cfg.training.accelerate_config:
+        training = plan.cfg.training
+        if training.accelerate_config:
             from lidr.stages.train_launch import train_launched
 
-            summary = train_launched(model_in, pairs_file, plan.model_dir, self.cfg.training, out / "work",
+            summary = train_launched(model_in, pairs_file, plan.model_dir, training, out / "work",
                                      log=self.console.log, base_dir=self.base_dir, **track)
         else:
-            summary = train.train_dpo(model_in, pairs_file, plan.model_dir, self.cfg.training, out / "work",
+            summary = train.train_dpo(model_in, pairs_file, plan.model_dir, training, out / "work",
                                       log=self.console.log, **track)
         write_json_atomic(out / DONE, summary)
         self.console.log(f"iteration {plan.t}: model saved to {plan.model_dir}")
@@ -401,6 +404,9 @@ def describe_plan(cfg: RunConfig, run_dir: Path, plans: list[IterationPlan]) -> 
                      f"{s.metric} (mean of {', '.join(stopping.rule(cfg)['languages'])}) is below {s.min_gain:g}")
         lines += [f"  or when {g.task} {g.metric} is worse than M0's by more than {g.max_loss:g}" for g in s.guards]
     for p in plans:
+        if p.cfg is not cfg:
+            changes = cfg.per_iteration[p.t].settings()
+            lines.append(f"iteration {p.t} changes: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
         counts = ", ".join(f"{lang} {len(v)}" for lang, v in p.prompts.items())
         g = cfg.generation  # answers per language; a source may set its own number of answers
         n = sum(pr.samples or g.samples for pr in p.prompts[cfg.dominant_language])
@@ -411,15 +417,15 @@ def describe_plan(cfg: RunConfig, run_dir: Path, plans: list[IterationPlan]) -> 
         kinds = f" ({', '.join(f'{k} {v}' for k, v in tasks.items())} in each)" if len(tasks) > 1 else ""
         lines.append(f"iteration {p.t}: prompts {counts}{kinds}")
         lines.append(f"  1 generate   {n * (n_x + 1)} responses{each} -> {p.stage_dir('responses')}")
-        k = cfg.translation.retries
+        k = p.cfg.translation.retries
         retried = f", {k} sampled {'retry' if k == 1 else 'retries'} of each into xx" if k else ""
         lines.append(f"  2 translate  up to {(2 + k) * n * n_x} translations{retried} -> "
                      f"{p.stage_dir('translations')}")
-        per_xx = 1 + cfg.pairs.dominant_pairs + cfg.pairs.language_pairs  # pairs per prompt and xx
+        per_xx = 1 + p.cfg.pairs.dominant_pairs + p.cfg.pairs.language_pairs  # pairs per prompt and xx
         lines.append(f"  3 pairs      up to {n * n_x * per_xx} pairs -> "
                      f"{p.stage_dir('pairs')}")
-        lines.append(f"  4 train      DPO+NLL beta={cfg.training.beta} alpha={cfg.training.alpha} "
-                     f"lr={cfg.training.learning_rate} -> {p.model_dir}")
+        tc = p.cfg.training
+        lines.append(f"  4 train      DPO+NLL beta={tc.beta} alpha={tc.alpha} lr={tc.learning_rate} -> {p.model_dir}")
     return lines
 
 

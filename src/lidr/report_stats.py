@@ -19,13 +19,15 @@ from lidr.evaluate.stats import (
 )
 from lidr.stages.gates import is_degenerate
 from lidr.text.answers import gold_in_question
+from lidr.text.quality import letters
 
 # Metrics that are k/n rates: their cells carry a 95 % interval.
-PROPORTIONS = ("accuracy", "accuracy_in_language", "accuracy_no_echo", "off_target", "fidelity", "degenerate",
-               "same_opening")
+PROPORTIONS = ("accuracy", "accuracy_in_language", "accuracy_no_echo", "off_target", "off_target_identified",
+               "unidentified", "fidelity", "degenerate", "same_opening")
 # Per-item 0/1 key, in a task's items file, behind each rate metric.
 ITEM_KEYS = {"accuracy": "correct", "accuracy_in_language": "correct_in_language",
              "accuracy_no_echo": "correct_no_echo", "off_target": "off_target",
+             "off_target_identified": "off_target_identified", "unidentified": "unidentified",
              "fidelity": "in_language", "degenerate": "degenerate",
              "same_opening": "same_opening"}
 # Metrics whose gap to the dominant language gets a table and a plot.
@@ -126,6 +128,10 @@ def _outcome(row: dict[str, Any], metric: str) -> int | None:
         v = row["detected_language"] != row.get("language")
     if v is None and metric == "degenerate" and "response" in row and "correct" in row:
         v = is_degenerate(row["response"], _LOOP_THRESHOLDS)  # an mgsm file saved before loops were marked
+    if v is None and metric in ("unidentified", "off_target_identified") and "response" in row:
+        short = letters(row["response"]) < _LOOP_THRESHOLDS.min_langid_chars  # as the mgsm task counts
+        off = _outcome(row, "off_target")
+        v = short if metric == "unidentified" else (None if off is None else off and not short)
     if v is None and metric == "accuracy_in_language" and "correct" in row:
         off = _outcome(row, "off_target")
         v = None if off is None else row["correct"] and not off

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lidr import rundir, tracking
-from lidr.config import RunConfig, diff_configs, with_defaults
+from lidr.config import RunConfig, diff_configs, iteration_view, with_defaults
 from lidr.errors import ConfigError
 from lidr.models import model_ok
 from lidr.store import DONE, DamagedFileError, finished, load_json, write_json_atomic
@@ -33,7 +33,8 @@ from lidr.store import DONE, DamagedFileError, finished, load_json, write_json_a
 REUSED_FILE = "reused.json"
 
 # The config keys each stage's files depend on, beyond those of the stages before it.
-# `prompts` is compared per iteration (the block that iteration reads); `name`, `iterations`,
+# `prompts` is compared per iteration (the block that iteration reads), and so are the sections
+# `per_iteration` changes; `name`, `iterations`,
 # the stopping rule and the evaluation tasks change no stage's files.
 _MODEL_KEYS = ("model", "dominant_language", "languages", "seed", "limit", "generation")
 # Generation settings that shape the responses only, not how a model answers an evaluation.
@@ -64,8 +65,10 @@ def plan_reuse(old_run: Path, cfg: RunConfig, run_dir: Path,
     old, new = rundir.comparable_configs(_load_config(old_run), old_run, cfg.model_dump(mode="json"), base_dir)
     model_differs = [k for k in _under(diff_configs(old, new), _MODEL_KEYS) if not _under([k], _RESPONSE_ONLY)]
     copies = _eval_copies(old_run, run_dir, 0, old, new) if not model_differs else []
-    keys: tuple[str, ...] = _MODEL_KEYS
     for t in range(1, cfg.last_iteration + 1):
+        # Every earlier iteration is equal in both (else the chain stopped there): iteration t's
+        # stages depend on the model settings and on its own settings up to the stage.
+        keys: tuple[str, ...] = _MODEL_KEYS
         differ = diff_configs(_block_view(old, t), _block_view(new, t))
         for stage, extra in _STAGE_KEYS.items():
             keys += extra
@@ -113,10 +116,11 @@ def _load_config(old_run: Path) -> dict[str, Any]:
 
 
 def _block_view(config: dict[str, Any], t: int) -> dict[str, Any]:
-    """The config as iteration t sees it: `prompts` is the one block that iteration reads."""
+    """The config as iteration t sees it: `prompts` is the one block that iteration reads, and
+    its `per_iteration` settings are in the sections they change."""
     blocks = config.get("prompts") or []
     block = blocks[0] if len(blocks) == 1 else (blocks[t - 1] if t <= len(blocks) else None)
-    return {**config, "prompts": block}
+    return {**iteration_view(config, t), "prompts": block}
 
 
 def _under(differ: list[str], keys: tuple[str, ...]) -> list[str]:

@@ -34,7 +34,7 @@ from lidr.evaluate.stats import paired_bootstrap
 from lidr.store import RunDirError, load_json
 
 STOPPING_FILE = "stopping.json"
-LOWER_IS_BETTER = ("off_target", "degenerate", "same_opening")
+LOWER_IS_BETTER = ("off_target", "off_target_identified", "unidentified", "degenerate", "same_opening")
 
 
 def rule(cfg: RunConfig) -> dict[str, Any]:

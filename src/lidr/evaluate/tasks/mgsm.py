@@ -11,8 +11,9 @@ rates and their 95 % Wilson intervals `accuracy_ci` / `off_target_ci`) and
 `mgsm_generations.jsonl`, one row per question with its item id (and template, when the data
 names one) and 0/1 outcomes
 (`correct`, `off_target`, `correct_in_language`: right and not off-target, `correct_no_echo`:
-right in language on an item whose answer is not a number of the question, and `degenerate`: a
-repetition loop by the degenerate gate's measures), so a score can be checked, and two models
+right in language on an item whose answer is not a number of the question, `degenerate`: a
+repetition loop by the degenerate gate's measures, `unidentified`: too few letters to identify
+its language, `off_target_identified`: off-target and not `unidentified`), so a score can be checked, and two models
 compared item by item (`lidr.evaluate.stats.mcnemar_exact`), without rerunning the model. The result's
 `items` key names that file.
 """
@@ -35,10 +36,14 @@ from lidr.stages.gates import is_degenerate
 from lidr.store import write_text_atomic
 from lidr.text.answers import answers_match, extract_answer, gold_in_question
 from lidr.text.langid import detect_language
+from lidr.text.quality import letters
 from lidr.text.templates import render, resolve_template
 
 ITEMS_FILE = "mgsm_generations.jsonl"
 _LOOP_THRESHOLDS = GatesConfig()  # the degenerate gate's defaults, as the fidelity task uses
+# Under this many letters the language identifier is unreliable (top-1 0.49-1.00 at 10 letters,
+# 0.95-1.00 at 30; stages/gates.py), as the language gate already assumes.
+_MIN_LANGID_LETTERS = _LOOP_THRESHOLDS.min_langid_chars
 
 
 def _gold_of(rec: dict[str, Any], where: str) -> str:
@@ -83,12 +88,16 @@ def _score(item: dict[str, str], lang: str, text: str, finish_reason: str) -> di
     correct = answers_match(extracted, item["gold"])
     # A response with no letters (detected None) is off-target too: it is not in the language.
     off_target = detected != lang
+    short = letters(text) < _MIN_LANGID_LETTERS
     echo = gold_in_question(item["question"], item["gold"])
     return {
         "id": item["id"], "language": lang, **({"template": item["template"]} if "template" in item else {}),
         "question": item["question"], "gold": item["gold"],
         "response": text, "extracted": extracted, "correct": correct,
         "detected_language": detected, "off_target": off_target,
+        # Too short to identify ("La question est: 6 + 4 = 12." is read as English): counted
+        # apart, and `off_target_identified` counts off-target answers long enough to trust.
+        "unidentified": short, "off_target_identified": off_target and not short,
         # Right and in the question's language: an English answer to a French question is
         # right on `correct`, but answering in French is what the method is for.
         "correct_in_language": correct and not off_target, "finish_reason": finish_reason,
@@ -100,6 +109,12 @@ def _score(item: dict[str, str], lang: str, text: str, finish_reason: str) -> di
         # identified as Portuguese): off-target answers that loop are counted apart.
         "degenerate": is_degenerate(text, _LOOP_THRESHOLDS),
     }
+
+
+def _rate(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The share of rows whose 0/1 `key` is set, and its Wilson interval."""
+    k = sum(bool(r[key]) for r in rows)
+    return {key: k / len(rows), f"{key}_ci": list(wilson_interval(k, len(rows)))}
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -116,6 +131,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "truncated": sum(r["finish_reason"] == "length" for r in rows),
         "degenerate": loops / n, "degenerate_ci": list(wilson_interval(loops, n)),
         "off_target_degenerate": sum(bool(r["off_target"] and r["degenerate"]) for r in rows),
+        **_rate(rows, "unidentified"), **_rate(rows, "off_target_identified"),
         # How long the answers are: a model that learned to answer with a bare final line
         # ("El resultado es: 5") instead of working the problem shows it here, whether or
         # not its accuracy moved (docs/EVIDENCE.md).
