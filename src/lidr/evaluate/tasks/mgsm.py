@@ -131,12 +131,13 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "truncated": sum(r["finish_reason"] == "length" for r in rows),
         "degenerate": loops / n, "degenerate_ci": list(wilson_interval(loops, n)),
         "off_target_degenerate": sum(bool(r["off_target"] and r["degenerate"]) for r in rows),
-        **_rate(rows, "unidentified"), **_rate(rows, "off_target_identified"),
         # How long the answers are: a model that learned to answer with a bare final line
         # ("El resultado es: 5") instead of working the problem shows it here, whether or
         # not its accuracy moved (docs/EVIDENCE.md).
         "median_answer_chars": statistics.median_low([len(r["response"]) for r in rows]),
     }
+    if all("unidentified" in r for r in rows):  # rows scored by `_score`
+        summary.update(**_rate(rows, "unidentified"), **_rate(rows, "off_target_identified"))
     if all("gold_in_question" in r for r in rows):  # rows scored by `_score`
         # Over all n items; those whose answer is a number of the question count as not solved.
         no_echo = sum(bool(r["correct_no_echo"]) for r in rows)
