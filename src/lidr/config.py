@@ -586,9 +586,8 @@ def _check_rule_task(cfg: RunConfig, where: str, label: str, metric: str) -> Non
                          f"{cfg.languages} (its languages: {task.languages})")
 
 
-# The sections whose settings one iteration may change (`per_iteration`), and the keys in
-# them that are read once per run, before any iteration, and so cannot differ by iteration.
-ITERATION_SECTIONS = ("translation", "pairs", "training")
+# Keys of the sections one iteration may change (`per_iteration`) that are read once per run,
+# before any iteration, and so cannot differ by iteration.
 RUN_LEVEL_KEYS = ("translation.examples", "pairs.translation_task_ids", "training.report_to",
                   "training.accelerate_config")
 

@@ -90,9 +90,9 @@ class Pipeline:
         for t in range(1, cfg.last_iteration + 1):
             prompts = load_aligned(cfg.prompts_for(t), cfg.all_languages, self.base_dir, cfg.limit)
             self.plans.append(IterationPlan(t, prompts, self.run_dir, cfg.at_iteration(t)))
-        for training in {p.cfg.training.lora.enabled: p.cfg.training for p in self.plans}.values():
-            if training.lora.enabled:
-                train.lora_config(training)  # PEFT installed?
+        for plan in self.plans:
+            if plan.cfg.training.lora.enabled:  # in any iteration
+                train.lora_config(plan.cfg.training)  # PEFT installed?
         for task in cfg.evaluation.tasks:
             check_task(task, cfg.all_languages, self.base_dir, self.gen)
         if cfg.translation.examples:
