@@ -13,6 +13,10 @@ templates, an exact sign-flip test (lidr.evaluate.stats.paired_group_randomizati
 mgsm saves `template`; for files saved before, `--templates-from` reads them from the data:
 
     python benchmarks/paired_models.py A.json B.json --templates-from src/lidr/data/arith/dev/{lang}.jsonl
+
+`--loops-unsolved` counts an item whose answer is a repetition loop (`degenerate`) as 0: a loop
+cut at the token cap can end on the gold number ("... ist 12 + 9 = 21\nDas wird ... 21 ..."), and
+a model that loops more then scores more (docs/EVIDENCE.md).
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ from lidr.report_stats import GROUP_KEY, ITEM_KEYS, Groups, item_groups, items_p
 from lidr.store import load_json
 
 
-def outcomes(result_path: Path, metric: str) -> dict[str, dict[str, int]]:
+def outcomes(result_path: Path, metric: str, loops_unsolved: bool = False) -> dict[str, dict[str, int]]:
     items, problems = load_items(items_path(result_path, load_json(result_path)))
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
-    return {lang: by_metric[metric] for lang, by_metric in items.items() if metric in by_metric}
+    out = {lang: by_metric[metric] for lang, by_metric in items.items() if metric in by_metric}
+    if loops_unsolved:
+        out = {lang: {i: v * (1 - items[lang]["degenerate"][i]) for i, v in by_id.items()} for lang, by_id in out.items()}
+    return out
 
 
 def templates_from(pattern: str, langs: list[str]) -> Groups:
@@ -52,13 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric", default="accuracy", choices=list(ITEM_KEYS),
                     help="accuracy_in_language: right and in the question's language")
     ap.add_argument("--dominant", default="en")
+    ap.add_argument("--loops-unsolved", action="store_true", help="an answer that is a repetition loop scores 0")
     ap.add_argument("--templates-from", metavar="PATH", help="data files naming each item's template, "
                     "with {lang} (for items files saved without them)")
     args = ap.parse_args(argv)
-    a, b = outcomes(args.a, args.metric), outcomes(args.b, args.metric)
+    a, b = (outcomes(path, args.metric, args.loops_unsolved) for path in (args.a, args.b))
     groups = (templates_from(args.templates_from, sorted(a)) if args.templates_from
               else item_groups(items_path(args.a, load_json(args.a))))
-    print(f"A = {args.a}\nB = {args.b}\nmetric: {args.metric}\n")
+    print(f"A = {args.a}\nB = {args.b}\nmetric: {args.metric}" + (", loops unsolved" if args.loops_unsolved else "") + "\n")
     print("| language | n | A | B | B − A | A only / B only | p (McNemar) |")
     print("|---|---|---|---|---|---|---|")
     before, after, item_templates = {}, {}, {}
