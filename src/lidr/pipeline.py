@@ -135,10 +135,10 @@ class Pipeline:
         self._evaluate(0, model_in)
         for plan in self.plans:
             self._iteration(plan, model_in)
-            self._write_cards(plan.t)
+            self._write_cards(plan)
             model_in = str(plan.model_dir)
             self._evaluate(plan.t, model_in)
-            self._write_cards(plan.t)  # again, with this model's evaluation
+            self._write_cards(plan)  # again, with this model's evaluation
             if self._stops_after(plan.t):
                 break
         if self.cfg.evaluation.tasks and self.worker.is_main:
@@ -184,9 +184,9 @@ class Pipeline:
         except Exception as e:  # noqa: BLE001 - a tracker failing must not end a run whose result is saved
             self.console.log(f"tracking: M{t} {result.get('task')} not logged: {type(e).__name__}: {e}")
 
-    def _write_cards(self, t: int) -> None:
+    def _write_cards(self, plan: IterationPlan) -> None:
         if self.worker.is_main:
-            cards.write_iteration_cards(self.run_dir, self.cfg.at_iteration(t), t, self.base_dir, log=self.console.log)
+            cards.write_iteration_cards(self.run_dir, plan.cfg, plan.t, self.base_dir, log=self.console.log)
 
     def _iteration(self, plan: IterationPlan, model_in: str) -> None:
         cfg, t = self.cfg, plan.t

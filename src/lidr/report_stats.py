@@ -17,9 +17,9 @@ from lidr.evaluate.stats import (
     difference_interval, discordant, mcnemar_exact, mean_rate_interval, paired_bootstrap, paired_group_randomization,
     wilson_interval,
 )
+from lidr.evaluate.tasks.mgsm import too_short_to_identify
 from lidr.stages.gates import is_degenerate
 from lidr.text.answers import gold_in_question
-from lidr.text.quality import letters
 
 # Metrics that are k/n rates: their cells carry a 95 % interval.
 PROPORTIONS = ("accuracy", "accuracy_in_language", "accuracy_no_echo", "off_target", "off_target_identified",
@@ -129,7 +129,7 @@ def _outcome(row: dict[str, Any], metric: str) -> int | None:
     if v is None and metric == "degenerate" and "response" in row and "correct" in row:
         v = is_degenerate(row["response"], _LOOP_THRESHOLDS)  # an mgsm file saved before loops were marked
     if v is None and metric in ("unidentified", "off_target_identified") and "response" in row:
-        short = letters(row["response"]) < _LOOP_THRESHOLDS.min_langid_chars  # as the mgsm task counts
+        short = too_short_to_identify(row["response"])
         off = _outcome(row, "off_target")
         v = short if metric == "unidentified" else (None if off is None else off and not short)
     if v is None and metric == "accuracy_in_language" and "correct" in row:

@@ -88,7 +88,7 @@ def _score(item: dict[str, str], lang: str, text: str, finish_reason: str) -> di
     correct = answers_match(extracted, item["gold"])
     # A response with no letters (detected None) is off-target too: it is not in the language.
     off_target = detected != lang
-    short = letters(text) < _MIN_LANGID_LETTERS
+    short = too_short_to_identify(text)
     echo = gold_in_question(item["question"], item["gold"])
     return {
         "id": item["id"], "language": lang, **({"template": item["template"]} if "template" in item else {}),
@@ -109,6 +109,11 @@ def _score(item: dict[str, str], lang: str, text: str, finish_reason: str) -> di
         # identified as Portuguese): off-target answers that loop are counted apart.
         "degenerate": is_degenerate(text, _LOOP_THRESHOLDS),
     }
+
+
+def too_short_to_identify(text: str) -> bool:
+    """Too few letters for the language identifier to be trusted (`unidentified`)."""
+    return letters(text) < _MIN_LANGID_LETTERS
 
 
 def _rate(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
