@@ -21,8 +21,9 @@ from lidr.evaluate.tasks.mgsm import load_math_items
 ARITH = Path(__file__).resolve().parents[1] / "src" / "lidr" / "data" / "arith"
 SPEC = yaml.safe_load((ARITH / "spec.yaml").read_text(encoding="utf-8"))
 LANGS = ["en", "es", "fr", "de", "ru"]
-MIN_SIZES = {"train_1": 300, "train_2": 300, "dev": 150, "test": 300, "dev_2": 150, "train_3": 300, "train_4": 300}
-TRAIN = ("train_1", "train_2", "train_3", "train_4")
+MIN_SIZES = {"train_1": 300, "train_2": 300, "dev": 150, "test": 300, "dev_2": 150, "train_3": 300, "train_4": 300,
+             "train_5": 300, "train_6": 300, "train_7": 300, "train_8": 300}
+TRAIN = tuple(f"train_{i}" for i in range(1, 9))
 
 
 def rows(split, lang):
