@@ -223,3 +223,23 @@ def test_the_600_prompt_run_with_pair_settings_of_its_own_in_iteration_2():
     assert run.model_copy(update={"per_iteration": {}, "name": base.name}) == base
     assert set(_changed(base, run.at_iteration(2), {"name"})) == {"pairs.max_opening_share",
                                                                    "pairs.gates.cut_off_native_rejected"}
+
+
+def test_the_two_iteration_1200_prompt_run_is_the_ablation_then_blocks_5_to_8(tmp_path):
+    """configs/evidence_arith_prompts1200_2it.yaml: iteration 1 is the 1,200-prompt ablation's
+    (so --reuse copies it), iteration 2 reads blocks 5-8 (1,200 other problems per language) with
+    the iteration-2 settings chosen on the 600-prompt run, and the rule watches loops too."""
+    ablation = load_config(CONFIGS / "ablations" / "on_pooled" / "evidence_prompts1200.yaml")[0]
+    run, run_dir = load_config(CONFIGS / "evidence_arith_prompts1200_2it.yaml")
+    assert set(_pooled_scope_changes(ablation, run)) == {"per_iteration.2"}
+    assert run.prompts_for(1) == ablation.prompts_for(1)
+    assert [s.path for s in run.prompts_for(2).mix] == [f"bundled:arith/train_{k}/{{lang}}.jsonl" for k in (5, 6, 7, 8)]
+    assert run.per_iteration[2].settings() == {"pairs.max_opening_share": 0.1,
+                                               "pairs.gates.cut_off_native_rejected": "keep",
+                                               "training.learning_rate": 1e-5}
+    assert [(g.metric, g.max_loss) for g in run.stopping.guards] == [("off_target", 0.10), ("degenerate", 0.10)]
+    pipe = Pipeline(run, tmp_path / "run", run_dir)
+    pipe.prepare()
+    first, second = pipe.plans
+    assert {len(v) for v in first.prompts.values()} == {len(v) for v in second.prompts.values()} == {1200}
+    assert len({p.text for plan in pipe.plans for p in plan.prompts["es"]}) == 2400
