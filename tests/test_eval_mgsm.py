@@ -110,12 +110,13 @@ def test_mgsm_on_smollm2(engine, shared_data, tmp_path):
         assert set(row) == {"id", "language", "question", "gold", "response", "extracted", "correct",
                             "detected_language", "off_target", "correct_in_language", "finish_reason",
                             "degenerate", "gold_in_question", "correct_no_echo", "unidentified",
-                            "off_target_identified"}
+                            "off_target_identified", "correct_no_loop"}
         assert row["off_target"] == (row["detected_language"] != row["language"])
         assert row["degenerate"] == is_degenerate(row["response"], GatesConfig())
         assert row["correct_in_language"] == (row["correct"] and not row["off_target"])
         assert row["correct_no_echo"] == (row["correct_in_language"] and not row["gold_in_question"])
         assert row["unidentified"] == (letters(row["response"]) < 30)
+        assert row["correct_no_loop"] == (row["correct_no_echo"] and not row["degenerate"])
         assert row["off_target_identified"] == (row["off_target"] and not row["unidentified"])
         assert row["finish_reason"] in ("stop", "length")
     # The gold answers of MGSM's first three problems, read off the data set by hand.
@@ -229,3 +230,26 @@ def test_an_answer_that_repeats_the_question_is_not_counted_as_solved(tmp_path):
                                                  if k not in ("correct_no_echo", "gold_in_question")} for r in saved])
     outcomes, problems = load_items(old)
     assert not problems and outcomes["es"]["accuracy_no_echo"] == {"echo": 0, "fresh": 1}
+
+
+def test_a_loop_that_ends_on_the_gold_number_is_not_counted_as_solved(tmp_path):
+    """A loop cut at the token cap is scored on its last number: 17 of one M2's 20 right German
+    test answers were loops whose last number happened to be the gold one. `correct_no_loop`
+    counts them as not solved; a right answer that does not loop still counts."""
+    item = {"id": "loop", "question": "Anna hat 6 Äpfel und kauft 4 dazu. Wie viele Äpfel hat sie?", "gold": "10"}
+    loop = _score(item, "de", "Anna hat 6 Äpfel und 4 Äpfel, also 10 Äpfel.\n" * 12, "length")
+    right = _score({**item, "id": "right"}, "de", "Anna hat 6 Äpfel und kauft 4 dazu, also hat sie 10 Äpfel.", "stop")
+    rows = [loop, right]
+    assert [r["correct_no_echo"] for r in rows] == [True, True]
+    assert [r["degenerate"] for r in rows] == [True, False]
+    assert [r["correct_no_loop"] for r in rows] == [False, True]
+
+    stats = write_outputs(tmp_path, {"de": rows}, "m")["languages"]["de"]
+    assert (stats["accuracy_no_echo"], stats["accuracy_no_loop"]) == (1.0, 0.5)
+    assert stats["accuracy_no_loop_ci"][0] < 0.5 < stats["accuracy_no_loop_ci"][1]
+    # A file saved before the key existed: the report derives it from the response.
+    saved = [json.loads(line) for line in (tmp_path / "mgsm_generations.jsonl").read_text().splitlines()]
+    old = _write_jsonl(tmp_path / "old.jsonl", [{k: v for k, v in r.items()
+                                                 if k not in ("correct_no_loop", "degenerate")} for r in saved])
+    outcomes, problems = load_items(old)
+    assert not problems and outcomes["de"]["accuracy_no_loop"] == {"loop": 0, "right": 1}

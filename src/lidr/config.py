@@ -419,8 +419,9 @@ class MgsmTask(EvalTask):
     template: str = Field(default="mgsm", description=(
         "mgsm: a preset (mgsm, paper_math) or a template with {prompt} (or {question}) and optionally {language}"))
 
-    metrics: ClassVar[tuple[str, ...] | None] = ("accuracy", "accuracy_in_language", "accuracy_no_echo", "off_target",
-                                                 "off_target_identified", "unidentified", "degenerate")
+    metrics: ClassVar[tuple[str, ...] | None] = ("accuracy", "accuracy_in_language", "accuracy_no_echo",
+                                                 "accuracy_no_loop", "off_target", "off_target_identified",
+                                                 "unidentified", "degenerate")
 
     @field_validator("template")
     @classmethod

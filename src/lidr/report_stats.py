@@ -22,11 +22,11 @@ from lidr.stages.gates import is_degenerate
 from lidr.text.answers import gold_in_question
 
 # Metrics that are k/n rates: their cells carry a 95 % interval.
-PROPORTIONS = ("accuracy", "accuracy_in_language", "accuracy_no_echo", "off_target", "off_target_identified",
-               "unidentified", "fidelity", "degenerate", "same_opening")
+PROPORTIONS = ("accuracy", "accuracy_in_language", "accuracy_no_echo", "accuracy_no_loop", "off_target",
+               "off_target_identified", "unidentified", "fidelity", "degenerate", "same_opening")
 # Per-item 0/1 key, in a task's items file, behind each rate metric.
 ITEM_KEYS = {"accuracy": "correct", "accuracy_in_language": "correct_in_language",
-             "accuracy_no_echo": "correct_no_echo", "off_target": "off_target",
+             "accuracy_no_echo": "correct_no_echo", "accuracy_no_loop": "correct_no_loop", "off_target": "off_target",
              "off_target_identified": "off_target_identified", "unidentified": "unidentified",
              "fidelity": "in_language", "degenerate": "degenerate",
              "same_opening": "same_opening"}
@@ -138,6 +138,9 @@ def _outcome(row: dict[str, Any], metric: str) -> int | None:
     if v is None and metric == "accuracy_no_echo" and "question" in row and "gold" in row:
         right = _outcome(row, "accuracy_in_language")
         v = None if right is None else right and not gold_in_question(row["question"], row["gold"])
+    if v is None and metric == "accuracy_no_loop":
+        solved, loop = _outcome(row, "accuracy_no_echo"), _outcome(row, "degenerate")
+        v = None if solved is None or loop is None else solved and not loop
     return None if v is None else int(bool(v))
 
 

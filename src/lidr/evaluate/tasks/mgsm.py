@@ -13,7 +13,8 @@ names one) and 0/1 outcomes
 (`correct`, `off_target`, `correct_in_language`: right and not off-target, `correct_no_echo`:
 right in language on an item whose answer is not a number of the question, `degenerate`: a
 repetition loop by the degenerate gate's measures, `unidentified`: too few letters to identify
-its language, `off_target_identified`: off-target and not `unidentified`), so a score can be checked, and two models
+its language, `off_target_identified`: off-target and not `unidentified`, `correct_no_loop`:
+`correct_no_echo` and not `degenerate`), so a score can be checked, and two models
 compared item by item (`lidr.evaluate.stats.mcnemar_exact`), without rerunning the model. The result's
 `items` key names that file.
 """
@@ -90,6 +91,7 @@ def _score(item: dict[str, str], lang: str, text: str, finish_reason: str) -> di
     off_target = detected != lang
     short = too_short_to_identify(text)
     echo = gold_in_question(item["question"], item["gold"])
+    loop = is_degenerate(text, _LOOP_THRESHOLDS)
     return {
         "id": item["id"], "language": lang, **({"template": item["template"]} if "template" in item else {}),
         "question": item["question"], "gold": item["gold"],
@@ -107,7 +109,11 @@ def _score(item: dict[str, str], lang: str, text: str, finish_reason: str) -> di
         "gold_in_question": echo, "correct_no_echo": correct and not off_target and not echo,
         # A loop of one line can be read as another language ("La foi est 2." repeated is
         # identified as Portuguese): off-target answers that loop are counted apart.
-        "degenerate": is_degenerate(text, _LOOP_THRESHOLDS),
+        "degenerate": loop,
+        # A loop cut at the token cap is scored on its last number, which is sometimes the gold
+        # one: 26 of one M2's 76 right es/fr/de test answers (docs/EVIDENCE.md).
+        # `correct_no_loop` counts those as not solved.
+        "correct_no_loop": correct and not off_target and not echo and not loop,
     }
 
 
@@ -148,6 +154,9 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         no_echo = sum(bool(r["correct_no_echo"]) for r in rows)
         summary.update(accuracy_no_echo=no_echo / n, accuracy_no_echo_ci=list(wilson_interval(no_echo, n)),
                        gold_in_question=sum(r["gold_in_question"] for r in rows))
+    if all("correct_no_loop" in r for r in rows):  # rows scored since loops were counted as unsolved
+        solved = sum(bool(r["correct_no_loop"]) for r in rows)
+        summary.update(accuracy_no_loop=solved / n, accuracy_no_loop_ci=list(wilson_interval(solved, n)))
     return summary
 
 
