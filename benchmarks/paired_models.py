@@ -16,7 +16,8 @@ mgsm saves `template`; for files saved before, `--templates-from` reads them fro
 
 `--loops-unsolved` counts an item whose answer is a repetition loop (`degenerate`) as 0: a loop
 cut at the token cap can end on the gold number ("... ist 12 + 9 = 21\nDas wird ... 21 ..."), and
-a model that loops more then scores more (docs/EVIDENCE.md).
+a model that loops more then scores more (docs/EVIDENCE.md). With `accuracy_no_echo` it is
+`--metric accuracy_no_loop`, which the mgsm task now writes per item.
 """
 
 from __future__ import annotations

@@ -72,12 +72,12 @@ def main() -> None:
     for lang, r in rows.items():
         if not r:
             continue
-        first = [p > 0.5 for p in probs[args.models[0]][lang]]
+        first = [int(p > 0.5) for p in probs[args.models[0]][lang]]
         for m in args.models:
             ps = probs[m][lang]
-            stops = [p > 0.5 for p in ps]
+            stops = [int(p > 0.5) for p in ps]
             lo, hi = wilson_interval(sum(stops), len(stops))
-            p = "" if m == args.models[0] else f"{mcnemar_exact(*discordant([int(x) for x in first], [int(x) for x in stops])):.3g}"
+            p = "" if m == args.models[0] else f"{mcnemar_exact(*discordant(first, stops)):.3g}"
             print(f"| {lang} | {len(r)} | {m} | {statistics.median(ps):.3f} | {sum(stops) / len(stops):.2f} "
                   f"[{lo:.2f}, {hi:.2f}] | {p} |")
 

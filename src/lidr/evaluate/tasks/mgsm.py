@@ -122,10 +122,10 @@ def too_short_to_identify(text: str) -> bool:
     return letters(text) < _MIN_LANGID_LETTERS
 
 
-def _rate(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """The share of rows whose 0/1 `key` is set, and its Wilson interval."""
-    k = sum(bool(r[key]) for r in rows)
-    return {key: k / len(rows), f"{key}_ci": list(wilson_interval(k, len(rows)))}
+def _rate(rows: list[dict[str, Any]], key: str, name: str | None = None) -> dict[str, Any]:
+    """The share of rows whose 0/1 `key` is set, and its Wilson interval, as `name` (default: key)."""
+    k, name = sum(bool(r[key]) for r in rows), name or key
+    return {name: k / len(rows), f"{name}_ci": list(wilson_interval(k, len(rows)))}
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -155,8 +155,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         summary.update(accuracy_no_echo=no_echo / n, accuracy_no_echo_ci=list(wilson_interval(no_echo, n)),
                        gold_in_question=sum(r["gold_in_question"] for r in rows))
     if all("correct_no_loop" in r for r in rows):  # rows scored since loops were counted as unsolved
-        solved = sum(bool(r["correct_no_loop"]) for r in rows)
-        summary.update(accuracy_no_loop=solved / n, accuracy_no_loop_ci=list(wilson_interval(solved, n)))
+        summary.update(**_rate(rows, "correct_no_loop", "accuracy_no_loop"))
     return summary
 
 
