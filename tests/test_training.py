@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from helpers import completion_logprob, load_model, mean_chosen_nll
+from helpers import completion_logprob, completion_token_logprobs, load_model, mean_chosen_nll
 from lidr.config import TrainingConfig
-from lidr.stages.train import train_dpo
+from lidr.stages.train import end_of_turn_ids, train_dpo
 from lidr.store import write_parquet_atomic
 
 PAIRS = [
@@ -67,3 +67,41 @@ def test_nll_term_weighs_in_as_alpha_times_mean_chosen_nll(tmp_path, tiny_model_
     assert step1[0.0] == pytest.approx(math.log(2), abs=1e-4)
     assert step1[1.0] - step1[0.0] == pytest.approx(nll, rel=1e-3)
     assert step1[2.5] - step1[0.0] == pytest.approx(2.5 * nll, rel=1e-3)
+
+
+
+def mean_completion_logprob(model_dir, pairs, side: int, drop_last: int = 0) -> float:
+    """Mean over pairs of log π(side's completion), summed over its tokens (the answer, then
+    the template's <|im_end|> and "\n"), leaving out the last `drop_last` tokens; outside the trainer."""
+    model, tok = load_model(model_dir)
+    logps = [completion_token_logprobs(model, tok, pair[0], pair[side]) for pair in pairs]
+    return sum(lp[: len(lp) - drop_last].sum().item() for lp in logps) / len(pairs)
+
+
+def test_the_rejected_sides_end_of_turn_leaves_dpo_when_asked(tmp_path, tiny_model_dir, smollm2_dir):
+    """DPO's log-ratio covers the whole rejected completion, the chat template's end of turn
+    included; with `rejected_end_of_turn: false` the rejected side ends on its last content token
+    and the chosen side is unchanged. At step 1 the policy is M0, so the trainer's logged sequence
+    log-probs are M0's, computed here with plain transformers."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    assert tok.convert_ids_to_tokens(end_of_turn_ids(tok)) == ["<|im_end|>", "Ċ"]
+
+    pairs_file = write_pairs(tmp_path / "pairs.parquet", PAIRS)
+    logged = {}
+    for keep in (True, False):
+        cfg = TrainingConfig(learning_rate=1e-3, epochs=1, batch_size=len(PAIRS), max_length=128,
+                             warmup_ratio=0.0, rejected_end_of_turn=keep)
+        summary = train_dpo(str(tiny_model_dir), pairs_file, tmp_path / f"m{keep}", cfg, tmp_path / "work")
+        logged[keep] = summary["history"][0]
+    chosen = mean_completion_logprob(tiny_model_dir, PAIRS, side=1)
+    rejected_whole = mean_completion_logprob(tiny_model_dir, PAIRS, side=2)
+    rejected_open = mean_completion_logprob(tiny_model_dir, PAIRS, side=2, drop_last=2)
+    print(f"step-1 logps: {logged}; outside: chosen {chosen:.3f}, rejected {rejected_whole:.3f}, "
+          f"without its end of turn {rejected_open:.3f}")
+    assert rejected_whole < rejected_open - 5.0  # a random model: the end of turn weighs, so the two differ
+    for keep in (True, False):
+        assert logged[keep]["logps_chosen"] == pytest.approx(chosen, abs=1e-2)
+    assert logged[True]["logps_rejected"] == pytest.approx(rejected_whole, abs=1e-2)
+    assert logged[False]["logps_rejected"] == pytest.approx(rejected_open, abs=1e-2)

@@ -358,6 +358,9 @@ class TrainingConfig(_Section):
     # updates at small learning rates, so weights always stay fp32).
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     precompute_ref_log_probs: bool = True
+    # false: the rejected side's end-of-turn tokens are left out of DPO's log-ratio (DPO lowers
+    # the rejected text, not ending a turn after it; stages/train.py, docs/EVIDENCE.md).
+    rejected_end_of_turn: bool = True
     gradient_checkpointing: bool = False
     logging_steps: int = Field(default=1, ge=1)
     # Where training curves and evaluation scalars go (run_dir/tb/ for tensorboard): auto =

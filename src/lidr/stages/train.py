@@ -18,6 +18,13 @@ With `lora.enabled` the trained weights are PEFT adapters; the reference is the 
 network with the adapters disabled (TRL's way, so no copy either), and the adapters are
 merged into a plain model directory at the end, which the next iteration loads.
 
+With `rejected_end_of_turn: false` the tokens that close the rejected answer's turn (the chat
+template's end-of-turn, `<|im_end|>\n` for ChatML) are left out of the rejected side, so DPO
+lowers the likelihood of the rejected answer's text without lowering the likelihood of ending a
+turn after it. The rejected sides of a later iteration are the model's own short answers, closed
+by that token; with it in the log-ratio, the model measured in docs/EVIDENCE.md stopped ending its
+turn after such answers and looped. The chosen side and its NLL term keep the end of turn.
+
 The function runs the same in one process or in each rank under `accelerate launch`
 (see `train_launch.py`): saving is collective, and only the main process writes files.
 """
@@ -92,6 +99,39 @@ def lora_config(cfg: TrainingConfig):
                       task_type="CAUSAL_LM")
 
 
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """The token ids the chat template closes an assistant turn with (after its content)."""
+    probe = "lidr end-of-turn probe"
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "a"}, {"role": "assistant", "content": probe}], tokenize=False)
+    suffix = text[text.rindex(probe) + len(probe):]
+    ids = tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
+    return ids or [tokenizer.eos_token_id]
+
+
+def without_suffix(ids: list[int], suffix: list[int]) -> list[int]:
+    return ids[: len(ids) - len(suffix)] if suffix and ids[-len(suffix):] == suffix else ids
+
+
+def _trainer_class(cfg: TrainingConfig):
+    """TRL's DPOTrainer, or (`rejected_end_of_turn: false`) one whose tokenized rejected sides
+    end on their last content token. The ids are changed after TRL's own tokenization and
+    before its reference log-probs, so policy and reference see the same sequences."""
+    from trl import DPOTrainer
+
+    if cfg.rejected_end_of_turn:
+        return DPOTrainer
+
+    class DPOTrainerOpenRejected(DPOTrainer):
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            suffix = end_of_turn_ids(getattr(processing_class, "tokenizer", processing_class))
+            return dataset.map(lambda ex: {"rejected_ids": without_suffix(ex["rejected_ids"], suffix)},
+                               desc=f"Leaving the end of turn out of {dataset_name}'s rejected sides")
+
+    return DPOTrainerOpenRejected
+
+
 def load_pairs(pairs_file: Path):
     from datasets import Dataset
 
@@ -125,7 +165,6 @@ def train_dpo(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
-    from trl import DPOTrainer
 
     t0 = time.perf_counter()
     dataset = load_pairs(pairs_file)
@@ -134,7 +173,7 @@ def train_dpo(
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     with tracking.tensorboard_dir(log_dir):
-        trainer = DPOTrainer(
+        trainer = _trainer_class(cfg)(
             model=model,
             args=dpo_config(cfg, work_dir, len(dataset), run_name, log_dir),
             train_dataset=dataset,
@@ -157,7 +196,9 @@ def train_dpo(
         "train_seconds": round(train_seconds, 3),
         "history": [
             {"step": h["step"], "loss": h["loss"], "margin": h.get("rewards/margins"),
-             "accuracy": h.get("rewards/accuracies"), "lr": h.get("learning_rate")}
+             "accuracy": h.get("rewards/accuracies"), "lr": h.get("learning_rate"),
+             # the policy's mean sequence log-probs: at step 1 M(t)'s, what DPO compares
+             "logps_chosen": h.get("logps/chosen"), "logps_rejected": h.get("logps/rejected")}
             for h in history
         ],
     }
