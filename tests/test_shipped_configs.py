@@ -243,3 +243,20 @@ def test_the_two_iteration_1200_prompt_run_is_the_ablation_then_blocks_5_to_8(tm
     first, second = pipe.plans
     assert {len(v) for v in first.prompts.values()} == {len(v) for v in second.prompts.values()} == {1200}
     assert len({p.text for plan in pipe.plans for p in plan.prompts["es"]}) == 2400
+
+
+def test_the_end_of_turn_base_is_the_chosen_setting_with_the_1200_runs_iteration_2_settings():
+    """configs/evidence_arith_300_2it_eot_base.yaml: iteration 1 is the setting chosen on dev
+    (evidence_arith_chosen_dev2_2it.yaml's blocks and settings), iteration 2 the 1,200-prompt
+    run's iteration-2 settings; the variant changes iteration 2's training only, so --reuse copies
+    everything up to its pairs."""
+    chosen = load_config(CONFIGS / "evidence_arith_chosen_dev2_2it.yaml")[0]
+    run1200 = load_config(CONFIGS / "evidence_arith_prompts1200_2it.yaml")[0]
+    base = load_config(CONFIGS / "evidence_arith_300_2it_eot_base.yaml")[0]
+    assert set(_pooled_scope_changes(chosen, base)) == {"per_iteration.2"}
+    assert [base.prompts_for(t) for t in (1, 2)] == [chosen.prompts_for(t) for t in (1, 2)]
+    assert base.per_iteration[2].settings() == run1200.per_iteration[2].settings()
+    assert base.iterations == 2 and [t.label for t in base.evaluation.tasks] == ["dev_pooled"]
+    variant = load_config(CONFIGS / "evidence_arith_300_2it_eot_base.yaml",
+                          overrides=["per_iteration.2.training.rejected_end_of_turn=false"])[0]
+    assert _changed(base, variant, set()) == {"per_iteration.2.training.rejected_end_of_turn": False}
