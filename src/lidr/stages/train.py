@@ -110,13 +110,15 @@ def end_of_turn_ids(tokenizer) -> list[int]:
 
 
 def without_suffix(ids: list[int], suffix: list[int]) -> list[int]:
+    """`ids` without a trailing `suffix`; unchanged when they do not end with it (cut by max_length)."""
     return ids[: len(ids) - len(suffix)] if suffix and ids[-len(suffix):] == suffix else ids
 
 
 def _trainer_class(cfg: TrainingConfig):
     """TRL's DPOTrainer, or (`rejected_end_of_turn: false`) one whose tokenized rejected sides
     end on their last content token. The ids are changed after TRL's own tokenization and
-    before its reference log-probs, so policy and reference see the same sequences."""
+    before its reference log-probs, so policy and reference see the same sequences.
+    `_prepare_dataset` is where TRL (pinned, 1.16) tokenizes the pairs; its test checks the result."""
     from trl import DPOTrainer
 
     if cfg.rejected_end_of_turn:
