@@ -260,3 +260,17 @@ def test_the_end_of_turn_base_is_the_chosen_setting_with_the_1200_runs_iteration
     variant = load_config(CONFIGS / "evidence_arith_300_2it_eot_base.yaml",
                           overrides=["per_iteration.2.training.rejected_end_of_turn=false"])[0]
     assert _changed(base, variant, set()) == {"per_iteration.2.training.rejected_end_of_turn": False}
+
+
+def test_the_end_of_turn_auto_run_is_the_base_with_the_option_everywhere_and_a_loop_free_rule():
+    """configs/evidence_arith_300_eot_auto.yaml: the end-of-turn base with
+    `training.rejected_end_of_turn: false` in both iterations and nothing else trained otherwise;
+    `iterations: auto` (at most the base's 2) decides on dev and dev_2 pooled by
+    `accuracy_no_loop`, never on a test split."""
+    base = load_config(CONFIGS / "evidence_arith_300_2it_eot_base.yaml")[0]
+    auto = load_config(CONFIGS / "evidence_arith_300_eot_auto.yaml")[0]
+    assert _pooled_scope_changes(base, auto) == {"training.rejected_end_of_turn": False}
+    assert auto.iterations == "auto" and auto.max_iterations == 2
+    assert (auto.stopping.task, auto.stopping.metric) == ("dev_pooled", "accuracy_no_loop")
+    assert [t.label for t in auto.evaluation.tasks] == ["dev_pooled"]
+    assert all(auto.at_iteration(t).training.rejected_end_of_turn is False for t in (1, 2))
