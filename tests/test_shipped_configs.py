@@ -272,5 +272,6 @@ def test_the_end_of_turn_auto_run_is_the_base_with_the_option_everywhere_and_a_l
     assert _pooled_scope_changes(base, auto) == {"training.rejected_end_of_turn": False}
     assert auto.iterations == "auto" and auto.max_iterations == 2
     assert (auto.stopping.task, auto.stopping.metric) == ("dev_pooled", "accuracy_no_loop")
+    assert [(g.task, g.metric) for g in auto.stopping.guards] == [("dev_pooled", "off_target_identified")]
     assert [t.label for t in auto.evaluation.tasks] == ["dev_pooled"]
     assert all(auto.at_iteration(t).training.rejected_end_of_turn is False for t in (1, 2))
